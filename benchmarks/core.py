@@ -1,0 +1,182 @@
+"""The running core: durable commands per second, and journal replay records per second.
+
+    python -m benchmarks.core [--commands 200000] [--tasks 1000] [--runs 3] [--json]
+
+Durable throughput: a real `Exchange` (sequencer + risk + engine + journal with fsync, group
+commit) on a fresh data directory, driven by `--tasks` concurrent asyncio tasks that each submit
+their share of a seeded command stream one command at a time (no HTTP). The stream comes from
+`benchmarks.workload` (limit, market, IOC, FOK, all-or-none and post-only orders on three
+instruments, cancels and amends of live orders), generated once up front.
+
+Replay: the journal the last run wrote is replayed from scratch the way start-up and
+`hogx replay` do it (open and check the journal, read, decode, apply); also shown split into
+its parts. Every figure is the median of `--runs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.workload import MarketWorkload
+from exchange.commands import Command, decode_command
+from exchange.core import ExchangeCore
+from exchange.journal import GENESIS_HASH, Journal
+from exchange.sequencer import Exchange
+from exchange.snapshots import catch_up, journal_dir
+
+
+def command_stream(count: int, seed: int) -> tuple[list[Command], list[Command]]:
+    """(setup, stream): the stream is generated against a scratch core so that its cancels and
+    amends name orders that were really open at that point."""
+    workload = MarketWorkload(seed)
+    setup = workload.setup()
+    scratch = ExchangeCore()
+    sequence = 0
+    for command in setup:
+        sequence += 1
+        scratch.apply(command, sequence, sequence)
+    stream = []
+    for _ in range(count):
+        command = workload.next_command()
+        sequence += 1
+        workload.observe(scratch.apply(command, sequence, sequence))
+        stream.append(command)
+    return setup, stream
+
+
+async def durable_run(
+    data_dir: Path, setup: list[Command], stream: list[Command], tasks: int
+) -> dict[str, float]:
+    exchange = Exchange(data_dir, snapshot_every=10**12)
+    await exchange.start()
+    for command in setup:
+        await exchange.submit(command)
+    batches = 0
+    exchange.subscribe(lambda results: None)
+
+    def count_batches(results: list[Any]) -> None:
+        nonlocal batches
+        batches += 1
+
+    exchange.subscribe(count_batches)
+
+    async def submitter(first: int) -> None:
+        for index in range(first, len(stream), tasks):
+            await exchange.submit(stream[index])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(submitter(k) for k in range(tasks)))
+    seconds = time.perf_counter() - started
+    await exchange.stop(snapshot=False)
+    return {
+        "commands_per_second": len(stream) / seconds,
+        "mean_batch": len(stream) / max(batches, 1),
+    }
+
+
+def replay_run(data_dir: Path) -> dict[str, float]:
+    """Replay the whole journal as start-up does, and time its parts separately too."""
+    started = time.perf_counter()
+    with Journal.open(journal_dir(data_dir), fsync=False) as journal:
+        opened = time.perf_counter()
+        core = ExchangeCore()
+        _, applied = catch_up(core, journal.read(1), GENESIS_HASH)
+        replayed = time.perf_counter()
+        records = list(journal.read(1))
+        read_done = time.perf_counter()
+    commands = [decode_command(r.payload) for r in records]
+    decoded = time.perf_counter()
+    fresh = ExchangeCore()
+    for record, command in zip(records, commands, strict=True):
+        fresh.apply(command, record.sequence, record.time_ns)
+    applied_done = time.perf_counter()
+    assert fresh.digest() == core.digest()
+    return {
+        "records": applied,
+        "replay_records_per_second": applied / (replayed - started),
+        "open_check_records_per_second": applied / (opened - started),
+        "read_records_per_second": applied / (read_done - replayed),
+        "decode_records_per_second": applied / (decoded - read_done),
+        "apply_records_per_second": applied / (applied_done - decoded),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.core", description=__doc__)
+    parser.add_argument("--commands", type=int, default=200_000)
+    parser.add_argument("--tasks", type=int, default=1_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
+    args = parser.parse_args(argv)
+    say = (lambda *_: None) if args.json else print
+
+    setup, stream = command_stream(args.commands, args.seed)
+    kinds: dict[str, int] = {}
+    for command in stream:
+        kinds[type(command).__name__] = kinds.get(type(command).__name__, 0) + 1
+    say(f"stream: {len(stream):,} commands {kinds}, {args.tasks} concurrent submitters")
+    runner = asyncio.run
+    loop_name = "asyncio"
+    if not args.no_uvloop:
+        try:
+            import uvloop
+
+            runner = uvloop.run
+            loop_name = "uvloop"
+        except ImportError:
+            pass
+
+    durable, replays = [], []
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="hogx-bench-", dir=".") as directory:
+            result = runner(durable_run(Path(directory), setup, stream, args.tasks))
+            durable.append(result)
+            say(
+                f"  run {run + 1}: {result['commands_per_second']:,.0f} commands/s durable "
+                f"(mean batch {result['mean_batch']:,.0f} commands per fsync)"
+            )
+            replays.append(replay_run(Path(directory)))
+            say(
+                f"  run {run + 1}: replay {replays[-1]['replay_records_per_second']:,.0f} records/s"
+            )
+
+    def median(rows: list[dict[str, float]], key: str) -> float:
+        return statistics.median(row[key] for row in rows)
+
+    figures = {
+        "commands": len(stream),
+        "tasks": args.tasks,
+        "event_loop": loop_name,
+        "python": sys.version.split()[0],
+        "commands_per_second": round(median(durable, "commands_per_second")),
+        "mean_batch": round(median(durable, "mean_batch")),
+        "replay_records_per_second": round(median(replays, "replay_records_per_second")),
+        "replay_parts_records_per_second": {
+            part: round(median(replays, f"{part}_records_per_second"))
+            for part in ("open_check", "read", "decode", "apply")
+        },
+    }
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        print(
+            f"durable commands/s (median of {args.runs}): {figures['commands_per_second']:,} "
+            f"on {loop_name}, Python {figures['python']}"
+        )
+        print(f"replay records/s (median of {args.runs}): {figures['replay_records_per_second']:,}")
+        print(f"replay parts, records/s: {figures['replay_parts_records_per_second']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The `hogx` command line: serve the exchange, replay and verify its journal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from exchange.core import ExchangeCore
+from exchange.journal import GENESIS_HASH, Journal, JournalCorruptError, JournalLockedError, verify
+from exchange.snapshots import catch_up, journal_dir, load_newest
+
+
+def _progress_bar(total: int) -> Callable[[int], None]:
+    started = time.perf_counter()
+
+    def show(done: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        width = 40
+        filled = width * done // max(total, 1)
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} ({rate:,.0f}/s)"
+        )
+        sys.stderr.flush()
+
+    return show
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """Rebuild the state from the journal and print what it holds and its digest."""
+    directory = journal_dir(args.data_dir)
+    if not directory.is_dir():
+        print(f"hogx replay: no journal in {args.data_dir}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        journal = Journal.open(directory, fsync=False)
+    except (JournalCorruptError, JournalLockedError) as error:
+        print(f"hogx replay: {error}", file=sys.stderr)
+        return 1
+    with journal:
+        core, journal_hash = ExchangeCore(), GENESIS_HASH
+        if args.from_snapshot:
+            for info, state in load_newest(args.data_dir, journal.last_sequence):
+                core, journal_hash = ExchangeCore.from_state(state), info.journal_hash
+                print(f"snapshot: sequence {info.sequence:,} ({info.path.name})")
+                break
+        total = journal.last_sequence - core.last_sequence
+        show = _progress_bar(total)
+        head, applied = catch_up(
+            core, journal.read(max(core.last_sequence, 1)), journal_hash, progress=show
+        )
+        show(applied)
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    seconds = time.perf_counter() - started
+    print(
+        f"records replayed: {applied:,} in {seconds:.2f} s ({applied / max(seconds, 1e-9):,.0f}/s)"
+    )
+    print(f"last sequence: {core.last_sequence:,}")
+    print(f"journal head hash: {head.hex()}")
+    print(f"state digest: {core.digest()}")
+    return 0
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    """Check every record's CRC and the hash chain; name the first bad record."""
+    anchor = None
+    if args.anchor:
+        sequence, _, hex_hash = args.anchor.partition(":")
+        anchor = (int(sequence), bytes.fromhex(hex_hash))
+    report = verify(journal_dir(args.data_dir), anchor=anchor)
+    print(f"ok: {str(report.ok).lower()}")
+    print(f"records: {report.records:,}")
+    print(f"last sequence: {report.last_sequence:,}")
+    print(f"head hash: {report.head_hash}")
+    if not report.ok:
+        print(f"first bad sequence: {report.first_bad_sequence}")
+    print(report.message)
+    return 0 if report.ok else 1
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """Run the demo market through the real exchange and print its trades and books."""
+    return asyncio.run(_demo(args.data_dir, args.orders, args.seed))
+
+
+async def _demo(data_dir: Path, orders: int, seed: int) -> int:
+    from exchange.demo import demo_participants, order_flow, setup_commands
+    from exchange.events import Trade
+    from exchange.sequencer import Exchange
+
+    exchange = Exchange(data_dir)
+    report = await exchange.start()
+    print(f"data dir {data_dir}: recovered {report.last_sequence:,} journaled commands")
+    cast = demo_participants()
+    if report.last_sequence == 0:
+        for command in setup_commands(cast):
+            await exchange.submit(command)
+    trades = 0
+    for command in order_flow(cast, seed, orders):
+        result = await exchange.submit(command)
+        for event in result.events:
+            if isinstance(event, Trade):
+                trades += 1
+                print(
+                    f"#{result.sequence:>6} trade {event.symbol:<15} {event.quantity:>3} lots "
+                    f"@ {event.price:>9,} VND  ({event.aggressor_side} order "
+                    f"{event.taker_order_id} took order {event.maker_order_id})"
+                )
+    print(f"{orders} orders, {trades} trades")
+    for symbol in exchange.core.engine.symbols:
+        book = exchange.core.engine.book(symbol)
+        assert book is not None
+        print(f"{symbol:<15} best bid {book.best_bid()}  best ask {book.best_ask()}")
+    print(f"state digest: {exchange.core.digest()}")
+    await exchange.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hogx", description="hogx: an exchange for live hogs and OCOP goods."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    replay = commands.add_parser("replay", help="rebuild state from the journal, print digest")
+    replay.add_argument("--data-dir", type=Path, default=Path("./var"))
+    replay.add_argument(
+        "--from-snapshot",
+        action="store_true",
+        help="start from the newest snapshot instead of from the first record",
+    )
+    replay.set_defaults(run=replay_command)
+
+    check = commands.add_parser("verify", help="check the journal's CRCs and hash chain")
+    check.add_argument("--data-dir", type=Path, default=Path("./var"))
+    check.add_argument(
+        "--anchor", help="SEQUENCE:HEXHASH of an earlier head kept outside the exchange"
+    )
+    check.set_defaults(run=verify_command)
+
+    demo = commands.add_parser("demo", help="trade a seeded demo market and print the trades")
+    demo.add_argument("--data-dir", type=Path, default=Path("./var"))
+    demo.add_argument("--orders", type=int, default=200)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.set_defaults(run=demo_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Commands: everything that can change the exchange, as journaled. This is the journal schema.
+
+Each command is a small immutable record, tagged by name and encoded as a msgpack array.
+Compatibility rules for old journals staying readable: never rename a tag, never remove or
+reorder a field, add new fields only at the end with a default. `SCHEMA_VERSION` is written in
+every record; a reader refuses versions it does not know instead of guessing.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from exchange.instruments import Instrument
+from exchange.participants import Role
+from matching_engine import OrderType, Side, TimeInForce
+
+SCHEMA_VERSION = 1
+
+
+class _Command(msgspec.Struct, frozen=True, array_like=True, tag_field="type", gc=False):
+    pass
+
+
+class RegisterParticipant(_Command, frozen=True, tag="register_participant"):
+    name: str
+    role: Role
+    api_key_hash: str
+    actor_id: int = 0  # the operator who asked (0: the exchange itself, e.g. at start-up)
+
+
+class ListInstrument(_Command, frozen=True, tag="list_instrument"):
+    instrument: Instrument
+    actor_id: int = 0
+
+
+class Deposit(_Command, frozen=True, tag="deposit"):
+    """Cash (asset `VND`) or goods (asset = an instrument's symbol, in lots) into custody."""
+
+    participant_id: int
+    asset: str
+    amount: int
+    actor_id: int = 0
+
+
+class Withdraw(_Command, frozen=True, tag="withdraw"):
+    participant_id: int
+    asset: str
+    amount: int
+    actor_id: int = 0
+
+
+class PlaceOrder(_Command, frozen=True, tag="place_order"):
+    participant_id: int
+    symbol: str
+    side: Side
+    order_type: OrderType
+    price: int | None
+    quantity: int
+    time_in_force: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    all_or_none: bool = False
+    client_order_id: str | None = None
+
+
+class CancelOrder(_Command, frozen=True, tag="cancel_order"):
+    participant_id: int  # the order's owner; an operator cancels with `actor_id` set
+    order_id: int
+    actor_id: int = 0
+
+
+class AmendOrder(_Command, frozen=True, tag="amend_order"):
+    participant_id: int
+    order_id: int
+    price: int | None = None
+    quantity: int | None = None  # new total quantity, including what has filled
+
+
+class HaltMarket(_Command, frozen=True, tag="halt_market"):
+    symbol: str
+    reason: str = ""
+    actor_id: int = 0
+
+
+class ResumeMarket(_Command, frozen=True, tag="resume_market"):
+    symbol: str
+    actor_id: int = 0
+
+
+class ExpireDayOrders(_Command, frozen=True, tag="expire_day_orders"):
+    """The trading day of `symbol` ended: every open `day` order expires."""
+
+    symbol: str
+    actor_id: int = 0
+
+
+Command = (
+    RegisterParticipant
+    | ListInstrument
+    | Deposit
+    | Withdraw
+    | PlaceOrder
+    | CancelOrder
+    | AmendOrder
+    | HaltMarket
+    | ResumeMarket
+    | ExpireDayOrders
+)
+
+
+class JournalEntry(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One journal payload: the schema version and the command."""
+
+    version: int
+    command: Command
+
+
+class UnknownSchemaVersion(Exception):
+    pass
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(JournalEntry)
+
+
+def encode_command(command: Command) -> bytes:
+    return _encoder.encode(JournalEntry(SCHEMA_VERSION, command))
+
+
+def decode_command(payload: bytes) -> Command:
+    entry = _decoder.decode(payload)
+    if entry.version != SCHEMA_VERSION:
+        raise UnknownSchemaVersion(
+            f"journal record has schema version {entry.version}; this hogx reads {SCHEMA_VERSION}"
+        )
+    return entry.command
