@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from exchange.core import ExchangeCore
-from exchange.journal import GENESIS_HASH, Journal, JournalCorruptError, JournalLockedError, verify
-from exchange.snapshots import catch_up, journal_dir, load_newest
+from exchange.journal import Journal, JournalCorruptError, JournalLockedError, verify
+from exchange.snapshots import Recovered, journal_dir
 
 
 def _progress_bar(total: int) -> Callable[[int], None]:
@@ -44,18 +44,19 @@ def replay_command(args: argparse.Namespace) -> int:
         print(f"hogx replay: {error}", file=sys.stderr)
         return 1
     with journal:
-        core, journal_hash = ExchangeCore(), GENESIS_HASH
+        recovered = Recovered()
         if args.from_snapshot:
-            for info, state in load_newest(args.data_dir, journal.last_sequence):
-                core, journal_hash = ExchangeCore.from_state(state), info.journal_hash
-                print(f"snapshot: sequence {info.sequence:,} ({info.path.name})")
-                break
-        total = journal.last_sequence - core.last_sequence
-        show = _progress_bar(total)
-        head, applied = catch_up(
-            core, journal.read(max(core.last_sequence, 1)), journal_hash, progress=show
-        )
+            recovered = Recovered.newest(
+                args.data_dir,
+                journal.last_sequence,
+                lambda sequence: next(iter(journal.read(sequence))).hash,
+            )
+            print(f"snapshot: sequence {recovered.snapshot_sequence:,}")
+        core = recovered.core
+        show = _progress_bar(journal.last_sequence - core.last_sequence)
+        applied = recovered.catch_up(journal.read(max(core.last_sequence, 1)), progress=show)
         show(applied)
+        head = recovered.journal_hash
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     seconds = time.perf_counter() - started
@@ -123,11 +124,51 @@ async def _demo(data_dir: Path, orders: int, seed: int) -> int:
     return 0
 
 
+def serve_command(args: argparse.Namespace) -> int:
+    """Run the exchange and its HTTP API in this process until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    from api.app import Settings, create_app
+
+    settings = Settings(
+        data_dir=args.data_dir,
+        demo=args.demo,
+        operator_key=os.environ.get("HOGX_OPERATOR_KEY") or None,
+        rate_per_second=args.rate_limit,
+        rate_burst=2 * args.rate_limit,
+    )
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    print(f"hogx: serving on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=args.access_log,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hogx", description="hogx: an exchange for live hogs and OCOP goods."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the exchange and its HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir", type=Path, default=Path("./var"))
+    serve.add_argument("--demo", action="store_true", help="list and fund the demo market")
+    serve.add_argument(
+        "--rate-limit", type=float, default=2_000.0, help="requests per second per API key"
+    )
+    serve.add_argument("--access-log", action="store_true")
+    serve.set_defaults(run=serve_command)
 
     replay = commands.add_parser("replay", help="rebuild state from the journal, print digest")
     replay.add_argument("--data-dir", type=Path, default=Path("./var"))

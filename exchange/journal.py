@@ -363,7 +363,7 @@ def _scan_journal(directory: Path) -> _JournalScan:
         if cursor.problem is None:
             continue
         is_last = index == len(listed) - 1
-        if is_last and _is_torn_tail(path, cursor.problem, cursor.offset):
+        if is_last and _is_torn_tail(path, cursor.problem, cursor.offset, cursor.expected):
             size = path.stat().st_size - cursor.offset
             return _partial_scan(segments, cursor, _TornTail(path, cursor.offset, size), None)
         error = JournalCorruptError(
@@ -382,8 +382,16 @@ def _partial_scan(
     return _JournalScan(segments, cursor.expected - 1, cursor.previous_hash, torn_tail, error)
 
 
-def _is_torn_tail(path: Path, problem: str, offset: int) -> bool:
-    """Could the bytes from ``offset`` to the end of the last segment be a crash's leftovers?"""
+def _is_torn_tail(path: Path, problem: str, offset: int, expected: int) -> bool:
+    """Could the bytes from ``offset`` to the end of the last segment be a crash's leftovers?
+
+    A crash tears only the end of the last batch, so no complete record can follow the torn
+    one: if a CRC-valid record with a later sequence lies beyond ``offset``, the bad record is
+    damage (a flipped length bit, say), not a tear, and cutting there would drop acknowledged
+    records.
+    """
+    if _valid_record_after(path, offset, expected):
+        return False
     if problem is _SHORT:
         return True
     if problem is _LENGTH:
@@ -393,6 +401,26 @@ def _is_torn_tail(path: Path, problem: str, offset: int) -> bool:
             file.seek(offset)
             (length,) = struct.unpack("<I", file.read(4))
         return _only_zeros_from(path, offset + _FRAME_BYTES + length)
+    return False
+
+
+def _valid_record_after(path: Path, offset: int, expected: int) -> bool:
+    """Is there a CRC-valid record with sequence ``expected + 1`` after ``offset``?
+
+    The record after a damaged one would carry the next sequence number, so its 8 bytes are
+    searched for directly; each hit is confirmed by its CRC.
+    """
+    data = path.read_bytes()
+    needle = _SEQUENCE_TIME.pack(expected + 1, 0)[:8]
+    position = data.find(needle, offset + _FRAME_BYTES + 1)
+    while position != -1:
+        start = position - _FRAME_BYTES
+        length, crc = _FRAME.unpack_from(data, start)
+        end = start + _FRAME_BYTES + length
+        framed = _MIN_LENGTH <= length <= _MAX_LENGTH and end <= len(data)
+        if framed and zlib.crc32(memoryview(data)[start + _FRAME_BYTES : end]) == crc:
+            return True
+        position = data.find(needle, position + 1)
     return False
 
 

@@ -30,7 +30,14 @@ from exchange.commands import Command, decode_command, encode_command
 from exchange.core import ExchangeCore
 from exchange.events import Event
 from exchange.journal import GENESIS_HASH, MAX_PAYLOAD_BYTES, Journal
-from exchange.snapshots import catch_up, journal_dir, load_newest, write_snapshot
+from exchange.marketdata import MarketData
+from exchange.snapshots import (
+    Recovered,
+    SnapshotBody,
+    journal_dir,
+    remove_partial_snapshots,
+    write_snapshot,
+)
 
 MAX_BATCH = 4096
 MAX_PENDING = 100_000
@@ -65,6 +72,10 @@ class RecoveryReport(msgspec.Struct, frozen=True):
     seconds: float
 
 
+def _hash_at(journal: Journal, sequence: int) -> bytes:
+    return next(iter(journal.read(sequence))).hash
+
+
 class Exchange:
     """The running exchange: single writer over an `ExchangeCore`, durable before answering."""
 
@@ -78,6 +89,7 @@ class Exchange:
     ) -> None:
         self.data_dir = Path(data_dir)
         self.core = ExchangeCore()
+        self.market_data = MarketData()
         self._fsync = fsync
         self._snapshot_every = snapshot_every
         self._clock = clock
@@ -105,20 +117,21 @@ class Exchange:
             self._io, lambda: Journal.open(journal_dir(self.data_dir), fsync=self._fsync)
         )
         self._journal = journal
-        core, journal_hash = ExchangeCore(), GENESIS_HASH
-        for info, state in load_newest(self.data_dir, journal.last_sequence):
-            core, journal_hash = ExchangeCore.from_state(state), info.journal_hash
-            break
-        snapshot_sequence = core.last_sequence
-        records = journal.read(max(core.last_sequence, 1))
-        _, replayed = catch_up(core, records, journal_hash)
-        assert core.last_sequence == journal.last_sequence
-        self.core = core
-        self._last_snapshot_sequence = snapshot_sequence
+        # The journal lock says no other exchange runs here; an orphaned snapshot writer would
+        # only lose its own unfinished file.
+        remove_partial_snapshots(self.data_dir)
+        recovered = Recovered.newest(
+            self.data_dir, journal.last_sequence, lambda sequence: _hash_at(journal, sequence)
+        )
+        replayed = recovered.catch_up(journal.read(max(recovered.core.last_sequence, 1)))
+        assert recovered.core.last_sequence == journal.last_sequence
+        self.core = recovered.core
+        self.market_data = recovered.market_data
+        self._last_snapshot_sequence = recovered.snapshot_sequence
         self.recovery = RecoveryReport(
-            snapshot_sequence,
+            recovered.snapshot_sequence,
             replayed,
-            core.last_sequence,
+            self.core.last_sequence,
             journal.torn_tail_bytes,
             time.perf_counter() - started,
         )
@@ -139,9 +152,9 @@ class Exchange:
         journal = self._journal
         if journal is not None:
             if snapshot and self._failure is None and self.core.last_sequence > 0:
-                state = self.core.state()
+                body = SnapshotBody(self.core.state(), self.market_data.state())
                 await asyncio.get_running_loop().run_in_executor(
-                    self._io, write_snapshot, self.data_dir, state, journal.head_hash
+                    self._io, write_snapshot, self.data_dir, body, journal.head_hash
                 )
             journal.close()
             self._journal = None
@@ -220,6 +233,9 @@ class Exchange:
             self._maybe_snapshot()
 
     def _publish(self, results: list[CommandResult]) -> None:
+        market_data = self.market_data
+        for result in results:
+            market_data.observe(result.sequence, result.time_ns, result.events)
         for subscriber in self._subscribers:
             try:
                 subscriber(results)

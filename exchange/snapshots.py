@@ -7,12 +7,14 @@ File `snapshot-{sequence:020d}.snap` in `<data-dir>/snapshots/`:
     8       4     format version, u32 little-endian
     12      8     sequence of the last command the state includes, u64
     20      32    journal hash of that record (ties the snapshot to this journal's history)
-    52      32    SHA-256 of the body
-    84      n     body: the msgpack encoding of `CoreState`
+    52      32    SHA-256 of bytes 0-51 followed by the body
+    84      n     body: the msgpack encoding of `SnapshotBody` (core state and projections)
 
 A snapshot is written to a temporary file, fsynced and renamed into place, so a crash leaves
 either the complete file or none. Start-up takes the newest snapshot whose checksum holds and
-whose journal hash matches the journal, and skips damaged ones. The newest few are kept.
+whose journal hash matches the journal's record at its sequence, and skips damaged or foreign
+ones (a snapshot that belongs to another history is as useless as a damaged one). The newest
+few are kept.
 
 Snapshots are made without stalling the exchange: while it runs, a separate process
 (`python -m exchange.snapshots`) loads the newest snapshot, replays the durable journal after
@@ -35,13 +37,22 @@ import msgspec
 from exchange.commands import decode_command
 from exchange.core import CoreState, ExchangeCore
 from exchange.journal import GENESIS_HASH, JournalRecord, read_committed
+from exchange.marketdata import MarketData, MarketDataState
 
 MAGIC = b"HOGXSNAP"
 FORMAT_VERSION = 1
 KEEP = 3
 PROGRESS_EVERY = 50_000
+_HEADER_FIELDS = struct.Struct("<8sIQ32s")
 _HEADER = struct.Struct("<8sIQ32s32s")
 _NAME = re.compile(r"snapshot-(\d{20})\.snap")
+
+
+class SnapshotBody(msgspec.Struct, frozen=True):
+    """The core state and the projections kept beside it, all at the same sequence."""
+
+    core: CoreState
+    market_data: MarketDataState
 
 
 class SnapshotInfo(msgspec.Struct, frozen=True):
@@ -58,16 +69,16 @@ def journal_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "journal"
 
 
-def write_snapshot(data_dir: Path, state: CoreState, journal_hash: bytes) -> Path:
-    """Write `state` durably and atomically; returns the new file's path."""
+def write_snapshot(data_dir: Path, snapshot: SnapshotBody, journal_hash: bytes) -> Path:
+    """Write `snapshot` durably and atomically; returns the new file's path."""
     assert len(journal_hash) == 32
     directory = snapshot_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    body = msgspec.msgpack.encode(state)
-    header = _HEADER.pack(
-        MAGIC, FORMAT_VERSION, state.last_sequence, journal_hash, hashlib.sha256(body).digest()
-    )
-    final = directory / f"snapshot-{state.last_sequence:020d}.snap"
+    body = msgspec.msgpack.encode(snapshot)
+    sequence = snapshot.core.last_sequence
+    fields = _HEADER_FIELDS.pack(MAGIC, FORMAT_VERSION, sequence, journal_hash)
+    header = fields + hashlib.sha256(fields + body).digest()
+    final = directory / f"snapshot-{sequence:020d}.snap"
     temporary = directory / f".{final.name}.{os.getpid()}.tmp"
     with temporary.open("wb") as file:
         file.write(header)
@@ -80,7 +91,7 @@ def write_snapshot(data_dir: Path, state: CoreState, journal_hash: bytes) -> Pat
     return final
 
 
-def read_snapshot(path: Path) -> tuple[SnapshotInfo, CoreState]:
+def read_snapshot(path: Path) -> tuple[SnapshotInfo, SnapshotBody]:
     """Read and check one snapshot; raises ValueError when it is damaged."""
     data = Path(path).read_bytes()
     if len(data) < _HEADER.size:
@@ -89,12 +100,14 @@ def read_snapshot(path: Path) -> tuple[SnapshotInfo, CoreState]:
     if magic != MAGIC or version != FORMAT_VERSION:
         raise ValueError(f"{path.name}: not a hogx snapshot of format {FORMAT_VERSION}")
     body = memoryview(data)[_HEADER.size :]
-    if hashlib.sha256(body).digest() != checksum:
+    covered = hashlib.sha256(memoryview(data)[: _HEADER_FIELDS.size])
+    covered.update(body)
+    if covered.digest() != checksum:
         raise ValueError(f"{path.name}: checksum mismatch")
-    state = msgspec.msgpack.decode(body, type=CoreState)
-    if state.last_sequence != sequence:
+    snapshot = msgspec.msgpack.decode(body, type=SnapshotBody)
+    if snapshot.core.last_sequence != sequence:
         raise ValueError(f"{path.name}: header and body disagree on the sequence")
-    return SnapshotInfo(Path(path), sequence, journal_hash), state
+    return SnapshotInfo(Path(path), sequence, journal_hash), snapshot
 
 
 def snapshots_newest_first(data_dir: Path) -> list[Path]:
@@ -105,7 +118,7 @@ def snapshots_newest_first(data_dir: Path) -> list[Path]:
     return sorted(found, reverse=True)
 
 
-def load_newest(data_dir: Path, usable: int) -> Iterator[tuple[SnapshotInfo, CoreState]]:
+def load_newest(data_dir: Path, usable: int) -> Iterator[tuple[SnapshotInfo, SnapshotBody]]:
     """Valid snapshots at or below sequence `usable`, newest first (damaged ones are skipped)."""
     for path in snapshots_newest_first(data_dir):
         if int(_NAME.fullmatch(path.name).group(1)) > usable:  # type: ignore[union-attr]
@@ -116,45 +129,90 @@ def load_newest(data_dir: Path, usable: int) -> Iterator[tuple[SnapshotInfo, Cor
             print(f"hogx: skipping snapshot {path.name}: {error}", file=sys.stderr)
 
 
-def catch_up(
-    core: ExchangeCore,
-    records: Iterator[JournalRecord],
-    journal_hash: bytes,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[bytes, int]:
-    """Apply journal records after `core.last_sequence`; returns (head hash, records applied).
+class Recovered:
+    """A core and its projections, at one sequence, with the journal hash there."""
 
-    When the core came from a snapshot, `records` starts at the snapshot's own sequence, whose
-    hash must equal `journal_hash`: proof that the snapshot belongs to this journal's history.
-    """
-    applied = 0
-    for record in records:
-        if record.sequence <= core.last_sequence:
-            if record.sequence == core.last_sequence and record.hash != journal_hash:
-                raise ValueError(
-                    f"the snapshot at sequence {record.sequence} does not match the journal"
+    def __init__(self, snapshot: tuple[SnapshotInfo, SnapshotBody] | None = None) -> None:
+        if snapshot is None:
+            self.core, self.market_data, self.journal_hash = (
+                ExchangeCore(),
+                MarketData(),
+                GENESIS_HASH,
+            )
+        else:
+            info, body = snapshot
+            self.core = ExchangeCore.from_state(body.core)
+            self.market_data = MarketData.from_state(body.market_data)
+            self.journal_hash = info.journal_hash
+        self.snapshot_sequence = self.core.last_sequence
+
+    @classmethod
+    def newest(
+        cls, data_dir: Path, usable: int, journal_hash_at: Callable[[int], bytes] | None = None
+    ) -> Recovered:
+        """From the newest valid snapshot at or below `usable`, or from nothing.
+
+        With `journal_hash_at`, a snapshot is used only if the journal's record at its sequence
+        has the hash the snapshot was taken at.
+        """
+        for info, body in load_newest(data_dir, usable):
+            if journal_hash_at is not None and journal_hash_at(info.sequence) != info.journal_hash:
+                print(
+                    f"hogx: skipping snapshot {info.path.name}: it does not match the journal",
+                    file=sys.stderr,
                 )
-            continue
-        core.apply(decode_command(record.payload), record.sequence, record.time_ns)
-        journal_hash = record.hash
-        applied += 1
-        if progress is not None and applied % PROGRESS_EVERY == 0:
-            progress(applied)
-    return journal_hash, applied
+                continue
+            return cls((info, body))
+        return cls()
+
+    def snapshot(self) -> SnapshotBody:
+        return SnapshotBody(self.core.state(), self.market_data.state())
+
+    def catch_up(
+        self, records: Iterator[JournalRecord], progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Apply journal records after the current sequence; returns how many were applied.
+
+        When the state came from a snapshot, `records` starts at the snapshot's own sequence,
+        whose hash must equal the snapshot's: proof that it belongs to this journal's history.
+        """
+        core, market_data = self.core, self.market_data
+        applied = 0
+        for record in records:
+            if record.sequence <= core.last_sequence:
+                if record.sequence == core.last_sequence and record.hash != self.journal_hash:
+                    raise ValueError(
+                        f"the snapshot at sequence {record.sequence} does not match the journal"
+                    )
+                continue
+            events = core.apply(decode_command(record.payload), record.sequence, record.time_ns)
+            market_data.observe(record.sequence, record.time_ns, events)
+            self.journal_hash = record.hash
+            applied += 1
+            if progress is not None and applied % PROGRESS_EVERY == 0:
+                progress(applied)
+        return applied
 
 
 def build_snapshot(data_dir: Path, up_to: int) -> Path | None:
     """Bring the newest snapshot up to `up_to` by replaying the durable journal; write it."""
-    core, journal_hash = ExchangeCore(), GENESIS_HASH
-    for info, state in load_newest(data_dir, up_to):
-        core, journal_hash = ExchangeCore.from_state(state), info.journal_hash
-        break
-    if core.last_sequence >= up_to:
+    state = Recovered.newest(data_dir, up_to)
+    if state.core.last_sequence >= up_to:
         return None
-    records = read_committed(journal_dir(data_dir), max(core.last_sequence, 1), up_to)
-    journal_hash, _ = catch_up(core, records, journal_hash)
-    assert core.last_sequence == up_to
-    return write_snapshot(data_dir, core.state(), journal_hash)
+    state.catch_up(read_committed(journal_dir(data_dir), max(state.core.last_sequence, 1), up_to))
+    assert state.core.last_sequence == up_to
+    return write_snapshot(data_dir, state.snapshot(), state.journal_hash)
+
+
+def remove_partial_snapshots(data_dir: Path) -> int:
+    """Delete temporary files a killed snapshot writer left behind; returns how many."""
+    directory = snapshot_dir(data_dir)
+    if not directory.is_dir():
+        return 0
+    partial = [p for p in directory.iterdir() if p.name.startswith(".") and p.suffix == ".tmp"]
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return len(partial)
 
 
 def _prune(directory: Path) -> None:
