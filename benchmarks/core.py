@@ -28,9 +28,9 @@ from typing import Any
 from benchmarks.workload import MarketWorkload
 from exchange.commands import Command, decode_command
 from exchange.core import ExchangeCore
-from exchange.journal import GENESIS_HASH, Journal
+from exchange.journal import Journal
 from exchange.sequencer import Exchange
-from exchange.snapshots import catch_up, journal_dir
+from exchange.snapshots import Recovered, journal_dir
 
 
 def command_stream(count: int, seed: int) -> tuple[list[Command], list[Command]]:
@@ -87,8 +87,9 @@ def replay_run(data_dir: Path) -> dict[str, float]:
     started = time.perf_counter()
     with Journal.open(journal_dir(data_dir), fsync=False) as journal:
         opened = time.perf_counter()
-        core = ExchangeCore()
-        _, applied = catch_up(core, journal.read(1), GENESIS_HASH)
+        recovered = Recovered()
+        applied = recovered.catch_up(journal.read(1))
+        core = recovered.core
         replayed = time.perf_counter()
         records = list(journal.read(1))
         read_done = time.perf_counter()

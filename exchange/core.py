@@ -117,6 +117,8 @@ class ExchangeCore:
         self.orders: dict[int, OrderRecord] = {}
         self.client_order_ids: dict[tuple[int, str], int] = {}
         self.orders_by_participant: dict[int, list[int]] = {}
+        # (trade id, order id) of every fill, per participant, in trade order (derived state).
+        self.fills_by_participant: dict[int, list[tuple[int, int]]] = {}
         self.last_sequence = 0
         self.last_time_ns = 0
         self._handlers: dict[type[Any], Callable[[Any], list[Event]]] = {
@@ -489,6 +491,10 @@ class ExchangeCore:
             self.last_time_ns,
         )
         record.fills += (fill,)  # a tuple of untracked structs stays out of the GC's way
+        fills = self.fills_by_participant.get(record.participant_id)
+        if fills is None:
+            fills = self.fills_by_participant[record.participant_id] = []
+        fills.append((trade.trade_id, order_id))
 
     def _release(self, record: OrderRecord, events: list[Event]) -> None:
         amount = self.risk.release(record.order_id)

@@ -103,6 +103,7 @@ class DemoParticipant(msgspec.Struct, frozen=True):
 def demo_participants(api_keys: dict[str, str] | None = None) -> list[DemoParticipant]:
     """The demo cast; keys are random unless given (tests pass fixed ones)."""
     cast = [
+        ("Sở giao dịch hogx (vận hành)", Role.OPERATOR, 0, 0),
         ("Trang trại Hòa Bình (Đồng Nai)", Role.TRADER, 2_000_000_000, 400),
         ("HTX Chăn nuôi Củ Chi", Role.TRADER, 3_000_000_000, 600),
         ("Thương lái Minh Phát", Role.TRADER, 20_000_000_000, 0),
@@ -126,12 +127,16 @@ def key_hash(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-def setup_commands(participants: list[DemoParticipant]) -> list[c.Command]:
-    """List the instruments, register and fund the cast (participant ids follow list order)."""
+def setup_commands(participants: list[DemoParticipant], first_id: int = 1) -> list[c.Command]:
+    """List the instruments, register and fund the cast.
+
+    The exchange numbers participants in registration order, so the cast gets the ids
+    `first_id`, `first_id + 1`, ... (1 on an empty exchange).
+    """
     commands: list[c.Command] = [c.ListInstrument(i) for i in INSTRUMENTS]
     for p in participants:
         commands.append(c.RegisterParticipant(p.name, p.role, key_hash(p.api_key)))
-    for participant_id, p in enumerate(participants, start=1):
+    for participant_id, p in enumerate(participants, start=first_id):
         if p.cash_vnd:
             commands.append(c.Deposit(participant_id, "VND", p.cash_vnd))
         if p.lots:
@@ -139,11 +144,14 @@ def setup_commands(participants: list[DemoParticipant]) -> list[c.Command]:
     return commands
 
 
-def order_flow(participants: list[DemoParticipant], seed: int, count: int) -> list[c.PlaceOrder]:
+def order_flow(
+    participants: list[DemoParticipant], seed: int, count: int, first_id: int = 1
+) -> list[c.PlaceOrder]:
     """Seeded orders around each reference price: sellers hold goods, buyers hold cash."""
     rng = random.Random(seed)
-    sellers = [i for i, p in enumerate(participants, start=1) if p.lots and p.role is Role.TRADER]
-    buyers = [i for i, p in enumerate(participants, start=1) if p.cash_vnd]
+    numbered = list(enumerate(participants, start=first_id))
+    sellers = [i for i, p in numbered if p.lots and p.role is Role.TRADER]
+    buyers = [i for i, p in numbered if p.cash_vnd and p.role is Role.TRADER]
     orders = []
     for n in range(count):
         instrument = INSTRUMENTS[rng.randrange(len(INSTRUMENTS))]

@@ -1,0 +1,157 @@
+"""The hogx HTTP application: the exchange runs inside it, one process, one event loop.
+
+`create_app(settings)` wires the routes to an `Exchange` that starts with the app (recovering
+from the data directory) and stops with it (finishing the batch in flight, writing a snapshot).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import routes_admin, routes_market, routes_trading
+from api.auth import RateLimiter, hash_key
+from api.errors import error_response, install_error_handlers
+from api.schemas import MAX_BODY_BYTES, HealthOut
+from exchange import commands as c
+from exchange.demo import demo_participants, order_flow, setup_commands
+from exchange.participants import Role
+from exchange.sequencer import Exchange
+
+DEMO_KEYS_FILE = "demo-keys.json"
+DEMO_ORDERS = 120
+
+
+class Settings(msgspec.Struct, frozen=True):
+    data_dir: Path = Path("./var")
+    demo: bool = False
+    operator_key: str | None = None
+    rate_per_second: float = 2_000.0
+    rate_burst: float = 4_000.0
+    fsync: bool = True
+    quiet: bool = False
+
+
+class BodyLimit:
+    """Refuses request bodies over `MAX_BODY_BYTES` with 413, whether announced or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            response = error_response(
+                413, "PAYLOAD_TOO_LARGE", f"the body is over {self.limit} bytes"
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                # Truncate: the route then sees an oversized body and answers 413 itself.
+                message = {**message, "body": b" " * (self.limit + 1), "more_body": False}
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    exchange = Exchange(settings.data_dir, fsync=settings.fsync)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        report = await exchange.start()
+        say = (lambda *_: None) if settings.quiet else _stderr
+        say(
+            f"hogx: recovered {report.last_sequence:,} commands from {settings.data_dir} "
+            f"(snapshot at {report.snapshot_sequence:,}, replayed {report.replayed:,} "
+            f"in {report.seconds:.2f} s)"
+        )
+        if settings.operator_key:
+            await _ensure_operator(exchange, settings.operator_key)
+        if settings.demo:
+            await _ensure_demo(exchange, settings.data_dir, say)
+        gc.collect()
+        gc.freeze()  # what start-up built lives for good: keep it out of every collection
+        try:
+            yield
+        finally:
+            await exchange.stop()
+            say("hogx: stopped; state snapshotted")
+
+    app = FastAPI(
+        title="hogx",
+        version="1.0.0",
+        summary="Exchange for live hogs (heo hơi) and OCOP goods",
+        description="Public contract: see API.md. Prices are whole VND per price unit, "
+        "quantities whole lots, times RFC 3339 UTC. Errors are "
+        '`{"error": {"code", "message"}}`.',
+        lifespan=lifespan,
+    )
+    app.state.exchange = exchange
+    app.state.rate_limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit)
+    app.include_router(routes_trading.router)
+    app.include_router(routes_admin.router)
+    app.include_router(routes_market.router)
+
+    @app.get("/healthz", tags=["health"], response_model=HealthOut, responses={503: {}})
+    async def healthz(request: Request) -> Response:
+        if not exchange.accepting:
+            return error_response(503, "UNAVAILABLE", "the exchange is not accepting orders")
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    return app
+
+
+async def _ensure_operator(exchange: Exchange, api_key: str) -> None:
+    """HOGX_OPERATOR_KEY: an operator with this key exists from start-up."""
+    if hash_key(api_key) in exchange.core.participant_by_key_hash:
+        return
+    await exchange.submit(c.RegisterParticipant("operator", Role.OPERATOR, hash_key(api_key)))
+
+
+async def _ensure_demo(exchange: Exchange, data_dir: Path, say: Any) -> None:
+    """List and fund the demo market once; print its keys every start (kept in the data dir)."""
+    keys_file = data_dir / DEMO_KEYS_FILE
+    if keys_file.exists():
+        keys = json.loads(keys_file.read_text())
+    else:
+        cast = demo_participants()
+        first_id = len(exchange.core.participants) + 1
+        for command in setup_commands(cast, first_id):
+            await exchange.submit(command)
+        for order in order_flow(cast, seed=7, count=DEMO_ORDERS, first_id=first_id):
+            await exchange.submit(order)
+        keys = {p.name: [p.role.value, p.api_key] for p in cast}
+        keys_file.write_text(json.dumps(keys, ensure_ascii=False, indent=2))
+        os.chmod(keys_file, 0o600)
+    say("hogx demo market: API keys (Authorization: Bearer <key>)")
+    for name, (role, key) in keys.items():
+        say(f"  {role:<9} {key}  {name}")
+
+
+def _stderr(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)

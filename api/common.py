@@ -1,0 +1,139 @@
+"""What every route module shares: the exchange handle, JSON responses, submitting commands,
+turning rejections into API errors, parsing ids, times and cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.auth import RateLimiter, require
+from api.errors import ApiError
+from exchange.commands import Command
+from exchange.events import (
+    AmendRejected,
+    CancelRejected,
+    CommandRejected,
+    OrderRejected,
+)
+from exchange.participants import Participant, Role
+from exchange.sequencer import CommandResult, Exchange, ExchangeStopped, Overloaded
+
+_json = msgspec.json.Encoder()
+T = TypeVar("T")
+MAX_PAGE = 1_000
+
+
+def exchange_of(request: Request) -> Exchange:
+    exchange: Exchange = request.app.state.exchange
+    return exchange
+
+
+def caller(request: Request, *roles: Role) -> Participant:
+    """Authenticate, authorise and rate-limit the caller of a protected route."""
+    participant = require(exchange_of(request).core, request, *roles)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.check(participant.participant_id)
+    return participant
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    return Response(_json.encode(content), status_code=status, media_type="application/json")
+
+
+async def submit(request: Request, command: Command) -> CommandResult:
+    """Sequence a command; a refused command becomes the API error its code calls for."""
+    try:
+        result = await exchange_of(request).submit(command)
+    except Overloaded as error:
+        raise ApiError("UNAVAILABLE", str(error), headers={"Retry-After": "1"}) from error
+    except ExchangeStopped as error:
+        raise ApiError("UNAVAILABLE", str(error)) from error
+    # A refused command yields exactly one event: its rejection.
+    first = result.events[0] if result.events else None
+    if isinstance(first, CommandRejected | OrderRejected | AmendRejected | CancelRejected):
+        code = str(first.code)
+        if code == "UNKNOWN_ORDER":  # never reveal whether some order exists
+            code = "ORDER_NOT_FOUND"
+        raise ApiError(code, first.message)
+    return result
+
+
+def parse_order_id(raw: str) -> int:
+    """Order ids are decimal strings; anything else is simply not found."""
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError("ORDER_NOT_FOUND", f"no order {raw[:40]!r} of this participant")
+    return int(raw)
+
+
+def parse_time_ns(raw: str | None, name: str) -> int | None:
+    """RFC 3339 or integer epoch nanoseconds; None when absent."""
+    if raw is None or raw == "":
+        return None
+    if raw.lstrip("-").isdigit() and len(raw) <= 20:
+        return int(raw)
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise ApiError(
+            "INVALID_REQUEST", f"{name} must be RFC 3339 or epoch nanoseconds"
+        ) from error
+    if moment.tzinfo is None:
+        raise ApiError("INVALID_REQUEST", f"{name} must carry a time zone (e.g. Z)")
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
+
+
+def encode_cursor(value: int) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None or cursor == "":
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
+        raise ApiError("INVALID_REQUEST", "cursor is not one this server gave out") from error
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError("INVALID_REQUEST", "cursor is not one this server gave out")
+    return int(raw)
+
+
+def take_page(
+    items: Iterator[T], limit: int, position: Callable[[T], int]
+) -> tuple[list[T], str | None]:
+    """The first `limit` items, and a cursor to the rest when there is a rest.
+
+    Items come in page order (newest first); the cursor holds the position of the last item
+    returned, and the next page starts strictly after it.
+    """
+    page = list(itertools.islice(items, limit + 1))
+    if len(page) <= limit:
+        return page, None
+    del page[limit:]
+    return page, encode_cursor(position(page[-1]))
+
+
+# Error responses every route may give, documented so the OpenAPI schema tells the truth.
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    from api.schemas import ErrorOut
+
+    descriptions = {
+        400: "rejected by a market rule (its own code)",
+        401: "missing or unknown API key",
+        403: "the caller's role may not use this route",
+        404: "not found",
+        409: "the order is no longer open",
+        413: "the body is too large",
+        422: "the request does not match the schema (INVALID_REQUEST)",
+        429: "rate limited (see Retry-After)",
+        503: "the exchange is not accepting commands",
+    }
+    return {s: {"model": ErrorOut, "description": descriptions[s]} for s in statuses}

@@ -1,0 +1,275 @@
+"""Trading routes (role `trader`): place, amend, cancel and list own orders; fills; balances.
+
+Placing and amending decode the body with msgspec and answer pre-encoded JSON: they are the hot
+path. The OpenAPI schema still documents both bodies and answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from fastapi import APIRouter, Query
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.common import (
+    caller,
+    decode_cursor,
+    error_responses,
+    exchange_of,
+    json_response,
+    parse_order_id,
+    submit,
+    take_page,
+)
+from api.errors import ApiError
+from api.schemas import (
+    MAX_BODY_BYTES,
+    AccountOut,
+    AmendOrderBody,
+    FillsPage,
+    OrderOut,
+    OrdersPage,
+    PlaceOrderBody,
+)
+from api.views import order_view, rfc3339
+from exchange import commands as c
+from exchange.events import DuplicateClientOrderId, OrderRegistered
+from exchange.orders import OrderRecord
+from exchange.participants import Role
+from matching_engine import OrderType, Side, TimeInForce
+
+router = APIRouter(tags=["trading"])
+TRADER = Role.TRADER
+
+_place_decoder = msgspec.json.Decoder(PlaceOrderBody)
+_amend_decoder = msgspec.json.Decoder(AmendOrderBody)
+
+
+def _inline_schema(struct: type) -> dict[str, Any]:
+    schema = msgspec.json.schema(struct)
+    definitions = schema.pop("$defs", {})
+    name = schema.pop("$ref").rsplit("/", 1)[-1]
+    inline: dict[str, Any] = definitions[name]
+    return inline
+
+
+def _body(schema_of: type, example: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _inline_schema(schema_of), "example": example}
+            },
+        }
+    }
+
+
+async def _decode(request: Request, decoder: msgspec.json.Decoder[Any]) -> Any:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError("PAYLOAD_TOO_LARGE", f"the body is over {MAX_BODY_BYTES} bytes")
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as error:
+        raise ApiError("INVALID_REQUEST", str(error)) from error
+    except msgspec.DecodeError as error:
+        raise ApiError("INVALID_REQUEST", f"the body is not valid JSON: {error}") from error
+
+
+def _own_order(request: Request, participant_id: int, raw_order_id: str) -> OrderRecord:
+    order_id = parse_order_id(raw_order_id)
+    record = exchange_of(request).core.orders.get(order_id)
+    if record is None or record.participant_id != participant_id:
+        raise ApiError("ORDER_NOT_FOUND", f"no order {raw_order_id} of this participant")
+    return record
+
+
+@router.post(
+    "/v1/orders",
+    status_code=201,
+    summary="Place an order",
+    description="Answers 201 with the new order, or 200 with the original order when "
+    "`client_order_id` was used before. IOC/FOK/market remainders, self-trade cancels and "
+    "market orders facing an empty book end `cancelled` with a `cancel_reason`.",
+    responses={
+        201: {"model": OrderOut, "description": "the order as it stands after matching"},
+        200: {"model": OrderOut, "description": "the original order (client_order_id reused)"},
+        **error_responses(400, 401, 403, 413, 422, 429, 503),
+    },
+    openapi_extra=_body(
+        PlaceOrderBody,
+        {
+            "symbol": "HOG-G1-HCM",
+            "side": "buy",
+            "type": "limit",
+            "price": 60000,
+            "quantity": 5,
+            "time_in_force": "gtc",
+            "client_order_id": "abc-1",
+        },
+    ),
+)
+async def place_order(request: Request) -> Response:
+    participant = caller(request, TRADER)
+    body: PlaceOrderBody = await _decode(request, _place_decoder)
+    command = c.PlaceOrder(
+        participant.participant_id,
+        body.symbol,
+        Side(body.side),
+        OrderType(body.type),
+        body.price,
+        body.quantity,
+        TimeInForce(body.time_in_force),
+        body.post_only,
+        body.all_or_none,
+        body.client_order_id,
+    )
+    result = await submit(request, command)
+    first = result.events[0]
+    orders = exchange_of(request).core.orders
+    if isinstance(first, DuplicateClientOrderId):
+        return json_response(order_view(orders[first.order_id]), 200)
+    assert isinstance(first, OrderRegistered)
+    return json_response(order_view(orders[first.order_id], result.sequence), 201)
+
+
+@router.patch(
+    "/v1/orders/{order_id}",
+    summary="Amend an order's price and/or total quantity",
+    description="Lowering the quantity keeps time priority; a new price or a higher quantity "
+    "loses it. A new quantity at or below what has filled ends the order.",
+    responses={
+        200: {"model": OrderOut, "description": "the amended order"},
+        **error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
+    },
+    openapi_extra=_body(AmendOrderBody, {"price": 60100}),
+)
+async def amend_order(request: Request, order_id: str) -> Response:
+    participant = caller(request, TRADER)
+    body: AmendOrderBody = await _decode(request, _amend_decoder)
+    if body.price is None and body.quantity is None:
+        raise ApiError("INVALID_REQUEST", "give a new price, a new quantity, or both")
+    record = _own_order(request, participant.participant_id, order_id)
+    result = await submit(
+        request,
+        c.AmendOrder(participant.participant_id, record.order_id, body.price, body.quantity),
+    )
+    return json_response(order_view(record, result.sequence))
+
+
+@router.delete(
+    "/v1/orders/{order_id}",
+    summary="Cancel an order",
+    responses={
+        200: {"model": OrderOut, "description": "the cancelled order"},
+        **error_responses(401, 403, 404, 409, 429, 503),
+    },
+)
+async def cancel_order(request: Request, order_id: str) -> Response:
+    participant = caller(request, TRADER)
+    record = _own_order(request, participant.participant_id, order_id)
+    result = await submit(request, c.CancelOrder(participant.participant_id, record.order_id))
+    return json_response(order_view(record, result.sequence))
+
+
+@router.get(
+    "/v1/orders/{order_id}",
+    summary="One of your orders, with its trades",
+    responses={200: {"model": OrderOut}, **error_responses(401, 403, 404, 429)},
+)
+async def get_order(request: Request, order_id: str) -> Response:
+    participant = caller(request, TRADER)
+    return json_response(order_view(_own_order(request, participant.participant_id, order_id)))
+
+
+@router.get(
+    "/v1/orders",
+    summary="Your orders, newest first",
+    responses={200: {"model": OrdersPage}, **error_responses(401, 403, 422, 429)},
+)
+async def list_orders(
+    request: Request,
+    symbol: str | None = Query(default=None, max_length=32),
+    status: str = Query(default="open", pattern="^(open|all)$"),
+    limit: int = Query(default=100, ge=1, le=1_000),
+    cursor: str | None = Query(default=None, max_length=64),
+) -> Response:
+    participant = caller(request, TRADER)
+    core = exchange_of(request).core
+    before = decode_cursor(cursor)
+    ids = core.orders_by_participant.get(participant.participant_id, [])
+    matching = (
+        core.orders[order_id] for order_id in reversed(ids) if before is None or order_id < before
+    )
+    wanted = (
+        record
+        for record in matching
+        if (symbol is None or record.symbol == symbol)
+        and (status == "all" or record.status.is_open)
+    )
+    page, next_cursor = take_page(wanted, limit, lambda record: record.order_id)
+    return json_response({"orders": [order_view(r) for r in page], "next_cursor": next_cursor})
+
+
+@router.get(
+    "/v1/fills",
+    summary="Your fills, newest first",
+    responses={200: {"model": FillsPage}, **error_responses(401, 403, 422, 429)},
+)
+async def list_fills(
+    request: Request,
+    symbol: str | None = Query(default=None, max_length=32),
+    limit: int = Query(default=100, ge=1, le=1_000),
+    cursor: str | None = Query(default=None, max_length=64),
+) -> Response:
+    participant = caller(request, TRADER)
+    core = exchange_of(request).core
+    before = decode_cursor(cursor)
+    fills = core.fills_by_participant.get(participant.participant_id, [])
+    wanted = (
+        (trade_id, core.orders[order_id])
+        for trade_id, order_id in reversed(fills)
+        if (before is None or trade_id < before)
+        and (symbol is None or core.orders[order_id].symbol == symbol)
+    )
+    page, next_cursor = take_page(wanted, limit, lambda item: item[0])
+    return json_response(
+        {"fills": [_fill_view(*item) for item in page], "next_cursor": next_cursor}
+    )
+
+
+def _fill_view(trade_id: int, record: OrderRecord) -> dict[str, Any]:
+    fill = next(f for f in record.fills if f.trade_id == trade_id)
+    return {
+        "trade_id": str(trade_id),
+        "order_id": str(record.order_id),
+        "symbol": record.symbol,
+        "side": record.side.value,
+        "price": fill.price,
+        "quantity": fill.quantity,
+        "liquidity": fill.liquidity.value,
+        "fee_vnd": fill.fee_vnd,
+        "time": rfc3339(fill.time_ns),
+        "sequence": fill.sequence,
+    }
+
+
+@router.get(
+    "/v1/account",
+    summary="Your balances: available and reserved, per asset",
+    responses={200: {"model": AccountOut}, **error_responses(401, 403, 429)},
+)
+async def account(request: Request) -> Response:
+    participant = caller(request, TRADER)
+    balances = exchange_of(request).core.accounts.balances_of(participant.participant_id)
+    return json_response(
+        {
+            "participant_id": participant.participant_id,
+            "balances": [
+                {"asset": asset, "available": available, "reserved": reserved}
+                for asset, available, reserved in balances
+            ],
+        }
+    )

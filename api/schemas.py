@@ -1,0 +1,268 @@
+"""The HTTP boundary's shapes: what requests may contain and what responses look like.
+
+Requests on the hot path (placing, amending orders) are decoded with msgspec structs (strict
+types, unknown fields refused, bounds checked) for speed; the other requests use pydantic
+models in strict mode. Responses are documented with pydantic models (the OpenAPI schema) and
+encoded directly with msgspec. Every bound here is a limit on untrusted input.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_PRICE_VND = 10**12
+MAX_QUANTITY = 10**9
+MAX_AMOUNT = 10**15
+MAX_CLIENT_ORDER_ID = 64
+MAX_BODY_BYTES = 64 * 1024
+
+SideName = Literal["buy", "sell"]
+OrderTypeName = Literal["limit", "market"]
+TimeInForceName = Literal["gtc", "day", "ioc", "fok"]
+RoleName = Literal["trader", "monitor", "regulator", "operator"]
+KindName = Literal["live_hog", "ocop"]
+
+Price = Annotated[int, msgspec.Meta(gt=0, le=MAX_PRICE_VND)]
+Quantity = Annotated[int, msgspec.Meta(gt=0, le=MAX_QUANTITY)]
+ClientOrderId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=MAX_CLIENT_ORDER_ID, pattern=r"^[\x21-\x7e]+$")
+]
+
+
+# ---------------------------------------------------------------------- hot-path requests
+
+
+class PlaceOrderBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    symbol: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    side: SideName
+    quantity: Quantity
+    type: OrderTypeName = "limit"
+    price: Price | None = None
+    time_in_force: TimeInForceName = "gtc"
+    post_only: bool = False
+    all_or_none: bool = False
+    client_order_id: ClientOrderId | None = None
+
+
+class AmendOrderBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    price: Price | None = None
+    quantity: Quantity | None = None
+
+
+# ---------------------------------------------------------------------- other requests
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NewParticipant(_Strict):
+    name: str = Field(min_length=1, max_length=200, examples=["HTX Chăn nuôi Củ Chi"])
+    role: RoleName = Field(examples=["trader"])
+
+
+class NewInstrument(_Strict):
+    symbol: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,31}$", examples=["HOG-G1-HCM"])
+    name: str = Field(min_length=1, max_length=200, examples=["Heo hơi loại 1 - TP.HCM"])
+    kind: KindName
+    price_unit: str = Field(default="kg", min_length=1, max_length=16)
+    lot_size: int = Field(gt=0, le=1_000_000, examples=[1_000])
+    tick_size: int = Field(gt=0, le=MAX_PRICE_VND, examples=[100])
+    reference_price: int = Field(gt=0, le=MAX_PRICE_VND, examples=[60_000])
+    price_band_pct: int = Field(default=7, gt=0, le=100)
+    maker_fee_bps: int = Field(default=0, ge=0, le=1_000)
+    taker_fee_bps: int = Field(default=0, ge=0, le=1_000)
+    max_order_quantity: int = Field(default=100_000, gt=0, le=MAX_QUANTITY)
+    attributes: dict[str, str | int | bool] = Field(
+        default_factory=dict,
+        max_length=32,
+        examples=[{"grade": "1", "delivery_hub": "Ho Chi Minh City"}],
+    )
+
+
+class Transfer(_Strict):
+    participant_id: int = Field(gt=0, le=2**31, examples=[1])
+    asset: str = Field(min_length=1, max_length=32, examples=["VND"])
+    amount: int = Field(gt=0, le=MAX_AMOUNT, examples=[1_000_000_000])
+
+
+class HaltRequest(_Strict):
+    reason: str = Field(default="", max_length=200)
+
+
+# ---------------------------------------------------------------------- responses (documented)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class OrderTradeOut(BaseModel):
+    trade_id: str
+    price: int
+    quantity: int
+    liquidity: Literal["maker", "taker"]
+    fee_vnd: int
+    time: str
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: SideName
+    type: OrderTypeName
+    price: int | None
+    quantity: int
+    filled_quantity: int
+    remaining_quantity: int
+    status: Literal["new", "partially_filled", "filled", "cancelled", "expired"]
+    cancel_reason: str | None
+    time_in_force: TimeInForceName
+    post_only: bool
+    all_or_none: bool
+    created_at: str
+    sequence: int
+    trades: list[OrderTradeOut]
+
+
+class OrdersPage(BaseModel):
+    orders: list[OrderOut]
+    next_cursor: str | None
+
+
+class FillOut(BaseModel):
+    trade_id: str
+    order_id: str
+    symbol: str
+    side: SideName
+    price: int
+    quantity: int
+    liquidity: Literal["maker", "taker"]
+    fee_vnd: int
+    time: str
+    sequence: int
+
+
+class FillsPage(BaseModel):
+    fills: list[FillOut]
+    next_cursor: str | None
+
+
+class BalanceOut(BaseModel):
+    asset: str
+    available: int
+    reserved: int
+
+
+class AccountOut(BaseModel):
+    participant_id: int
+    balances: list[BalanceOut]
+
+
+class InstrumentOut(BaseModel):
+    symbol: str
+    name: str
+    kind: KindName
+    price_unit: str
+    lot_size: int
+    tick_size: int
+    reference_price: int
+    price_band_pct: int
+    band_low: int
+    band_high: int
+    maker_fee_bps: int
+    taker_fee_bps: int
+    max_order_quantity: int
+    attributes: dict[str, Any]
+    status: Literal["open", "halted"]
+
+
+class InstrumentsOut(BaseModel):
+    instruments: list[InstrumentOut]
+
+
+class BookOut(BaseModel):
+    symbol: str
+    sequence: int
+    bids: list[list[int]] = Field(description="[price, total quantity, order count], best first")
+    asks: list[list[int]] = Field(description="[price, total quantity, order count], best first")
+
+
+class PublicTradeOut(BaseModel):
+    trade_id: str
+    price: int
+    quantity: int
+    aggressor_side: SideName
+    time: str
+    sequence: int
+
+
+class TradesOut(BaseModel):
+    trades: list[PublicTradeOut]
+
+
+class TickerOut(BaseModel):
+    symbol: str
+    best_bid: int | None
+    best_ask: int | None
+    last_price: int | None
+    open: int | None
+    high: int | None
+    low: int | None
+    volume: int
+    sequence: int
+
+
+class CandleOut(BaseModel):
+    time: str
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int
+
+
+class CandlesOut(BaseModel):
+    candles: list[CandleOut]
+
+
+class ParticipantOut(BaseModel):
+    participant_id: int
+    name: str
+    role: RoleName
+
+
+class ParticipantCreated(ParticipantOut):
+    api_key: str = Field(description="shown once; only its hash is kept")
+
+
+class ParticipantsOut(BaseModel):
+    participants: list[ParticipantOut]
+
+
+class TransferOut(BaseModel):
+    participant_id: int
+    asset: str
+    amount: int
+    available: int
+    sequence: int
+
+
+class MarketStatusOut(BaseModel):
+    symbol: str
+    status: Literal["open", "halted"]
+    reason: str | None
+    sequence: int
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]

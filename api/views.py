@@ -1,0 +1,95 @@
+"""How the exchange's records look on the wire (JSON-ready dicts, RFC 3339 UTC times)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from exchange.core import ExchangeCore
+from exchange.instruments import Instrument
+from exchange.marketdata import Candle, PublicTrade
+from exchange.orders import OrderRecord
+
+NS_PER_SECOND = 1_000_000_000
+
+
+def rfc3339(time_ns: int) -> str:
+    """UTC time with microseconds, e.g. 2026-11-22T03:04:05.123456Z."""
+    seconds, nanos = divmod(time_ns, NS_PER_SECOND)
+    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1_000)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def order_view(record: OrderRecord, sequence: int | None = None) -> dict[str, Any]:
+    return {
+        "order_id": str(record.order_id),
+        "client_order_id": record.client_order_id,
+        "symbol": record.symbol,
+        "side": record.side.value,
+        "type": record.order_type.value,
+        "price": record.price,
+        "quantity": record.quantity,
+        "filled_quantity": record.filled_quantity,
+        "remaining_quantity": record.remaining_quantity,
+        "status": record.status.value,
+        "cancel_reason": record.cancel_reason,
+        "time_in_force": record.time_in_force.value,
+        "post_only": record.post_only,
+        "all_or_none": record.all_or_none,
+        "created_at": rfc3339(record.created_time_ns),
+        "sequence": record.updated_sequence if sequence is None else sequence,
+        "trades": [
+            {
+                "trade_id": str(fill.trade_id),
+                "price": fill.price,
+                "quantity": fill.quantity,
+                "liquidity": fill.liquidity.value,
+                "fee_vnd": fill.fee_vnd,
+                "time": rfc3339(fill.time_ns),
+            }
+            for fill in record.fills
+        ],
+    }
+
+
+def instrument_view(instrument: Instrument, core: ExchangeCore) -> dict[str, Any]:
+    rules = instrument.book_rules
+    return {
+        "symbol": instrument.symbol,
+        "name": instrument.name,
+        "kind": instrument.kind.value,
+        "price_unit": instrument.price_unit,
+        "lot_size": instrument.lot_size,
+        "tick_size": instrument.tick_size,
+        "reference_price": instrument.reference_price,
+        "price_band_pct": instrument.price_band_pct,
+        "band_low": rules.band_low,
+        "band_high": rules.band_high,
+        "maker_fee_bps": instrument.maker_fee_bps,
+        "taker_fee_bps": instrument.taker_fee_bps,
+        "max_order_quantity": instrument.max_order_quantity,
+        "attributes": dict(instrument.attributes),
+        "status": "halted" if instrument.symbol in core.halted else "open",
+    }
+
+
+def public_trade_view(trade: PublicTrade) -> dict[str, Any]:
+    return {
+        "trade_id": str(trade.trade_id),
+        "price": trade.price,
+        "quantity": trade.quantity,
+        "aggressor_side": trade.aggressor_side.value,
+        "time": rfc3339(trade.time_ns),
+        "sequence": trade.sequence,
+    }
+
+
+def candle_view(candle: Candle) -> dict[str, Any]:
+    return {
+        "time": rfc3339(candle.start_ns),
+        "open": candle.open,
+        "high": candle.high,
+        "low": candle.low,
+        "close": candle.close,
+        "volume": candle.volume,
+    }

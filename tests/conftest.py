@@ -1,0 +1,87 @@
+"""Shared fixtures: a real hogx server in a child process, reached over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """A running `hogx serve` and how to reach it."""
+
+    url: str
+    operator_key: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+    def stop(self) -> bool:
+        """SIGTERM, as an orchestrator would; True when the server shut down cleanly.
+
+        Uvicorn re-raises the signal once its graceful shutdown is done, so a clean stop ends
+        with -SIGTERM (or 0), never with another code.
+        """
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30) in (0, -signal.SIGTERM)
+
+
+def start_server(data_dir: Path, *extra: str, operator_key: str | None = None) -> Server:
+    port = free_port()
+    operator_key = operator_key or secrets.token_urlsafe(32)
+    log = (data_dir.parent / f"server-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exchange.cli", "serve", "--port", str(port),
+         "--data-dir", str(data_dir), *extra],
+        cwd=REPO,
+        env={**os.environ, "HOGX_OPERATOR_KEY": operator_key},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"hogx serve exited with {process.returncode}: see {log.name}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return Server(url, operator_key, data_dir, process)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("hogx serve did not become healthy within 30 s")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = start_server(tmp_path / "data")
+    try:
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait()
