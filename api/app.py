@@ -6,6 +6,7 @@ from the data directory) and stops with it (finishing the batch in flight, writi
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -21,12 +22,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import routes_admin, routes_market, routes_trading
+from api import routes_admin, routes_market, routes_trading, ws
 from api.auth import RateLimiter, hash_key
 from api.errors import error_response, install_error_handlers
+from api.fastpath import OrderEntryFastPath
 from api.schemas import MAX_BODY_BYTES, HealthOut
+from api.ws import flush_forever
 from exchange import commands as c
 from exchange.demo import demo_participants, order_flow, setup_commands
+from exchange.feed import FeedHub
 from exchange.participants import Role
 from exchange.sequencer import Exchange
 
@@ -42,6 +46,7 @@ class Settings(msgspec.Struct, frozen=True):
     rate_burst: float = 4_000.0
     fsync: bool = True
     quiet: bool = False
+    feed_window_s: float = 0.025
 
 
 class BodyLimit:
@@ -78,6 +83,8 @@ class BodyLimit:
 
 def create_app(settings: Settings) -> FastAPI:
     exchange = Exchange(settings.data_dir, fsync=settings.fsync)
+    hub = FeedHub(lambda: exchange.core, lambda: exchange.market_data)
+    exchange.subscribe(hub.on_results)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,9 +101,11 @@ def create_app(settings: Settings) -> FastAPI:
             await _ensure_demo(exchange, settings.data_dir, say)
         gc.collect()
         gc.freeze()  # what start-up built lives for good: keep it out of every collection
+        flusher = asyncio.create_task(flush_forever(hub, settings.feed_window_s))
         try:
             yield
         finally:
+            flusher.cancel()
             await exchange.stop()
             say("hogx: stopped; state snapshotted")
 
@@ -109,13 +118,17 @@ def create_app(settings: Settings) -> FastAPI:
         '`{"error": {"code", "message"}}`.',
         lifespan=lifespan,
     )
+    limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
     app.state.exchange = exchange
-    app.state.rate_limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
+    app.state.rate_limiter = limiter
+    app.state.feed = hub
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(OrderEntryFastPath, exchange=exchange, limiter=limiter)  # outermost
     app.include_router(routes_trading.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_market.router)
+    app.include_router(ws.router)
 
     @app.get("/healthz", tags=["health"], response_model=HealthOut, responses={503: {}})
     async def healthz(request: Request) -> Response:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-
-from starlette.requests import Request
+from collections.abc import Callable
 
 from api.errors import ApiError
 from exchange.core import ExchangeCore
@@ -24,19 +23,19 @@ def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-def bearer_key(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header is None:
+def bearer_key(authorization: str | None) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header value, or None."""
+    if authorization is None:
         return None
-    scheme, _, key = header.partition(" ")
+    scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_LENGTH:
         return None
     return key.strip()
 
 
-def identify(core: ExchangeCore, request: Request) -> Participant | None:
-    """The participant whose key the request carries, or None when there is none."""
-    key = bearer_key(request)
+def identify(core: ExchangeCore, authorization: str | None) -> Participant | None:
+    """The participant whose key the header carries, or None when there is none."""
+    key = bearer_key(authorization)
     if key is None:
         return None
     digest = hash_key(key)
@@ -49,9 +48,9 @@ def identify(core: ExchangeCore, request: Request) -> Participant | None:
     return participant
 
 
-def require(core: ExchangeCore, request: Request, *roles: Role) -> Participant:
+def require(core: ExchangeCore, authorization: str | None, *roles: Role) -> Participant:
     """The calling participant, if their key is known and their role allowed (401 / 403)."""
-    participant = identify(core, request)
+    participant = identify(core, authorization)
     if participant is None:
         raise ApiError("UNAUTHORIZED", "a valid API key is required (Authorization: Bearer ...)")
     if participant.role not in roles:
@@ -63,7 +62,9 @@ def require(core: ExchangeCore, request: Request, *roles: Role) -> Participant:
 class RateLimiter:
     """A token bucket per participant: `rate` requests per second, bursts up to `burst`."""
 
-    def __init__(self, rate: float, burst: float, clock: object = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self._clock = clock
@@ -73,7 +74,7 @@ class RateLimiter:
         """Take one token, or raise 429 with the seconds until one is back."""
         if self.rate <= 0:
             return
-        now: float = self._clock()  # type: ignore[operator]
+        now = self._clock()
         tokens, last = self._buckets.get(participant_id, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         if tokens < 1:

@@ -38,8 +38,14 @@ def exchange_of(request: Request) -> Exchange:
 
 def caller(request: Request, *roles: Role) -> Participant:
     """Authenticate, authorise and rate-limit the caller of a protected route."""
-    participant = require(exchange_of(request).core, request, *roles)
     limiter: RateLimiter = request.app.state.rate_limiter
+    return authorize(exchange_of(request), limiter, request.headers.get("authorization"), *roles)
+
+
+def authorize(
+    exchange: Exchange, limiter: RateLimiter, authorization: str | None, *roles: Role
+) -> Participant:
+    participant = require(exchange.core, authorization, *roles)
     limiter.check(participant.participant_id)
     return participant
 
@@ -48,10 +54,10 @@ def json_response(content: Any, status: int = 200) -> Response:
     return Response(_json.encode(content), status_code=status, media_type="application/json")
 
 
-async def submit(request: Request, command: Command) -> CommandResult:
+async def submit(exchange: Exchange, command: Command) -> CommandResult:
     """Sequence a command; a refused command becomes the API error its code calls for."""
     try:
-        result = await exchange_of(request).submit(command)
+        result = await exchange.submit(command)
     except Overloaded as error:
         raise ApiError("UNAVAILABLE", str(error), headers={"Retry-After": "1"}) from error
     except ExchangeStopped as error:

@@ -50,7 +50,7 @@ async def register_participant(request: Request, body: NewParticipant) -> Respon
     operator = caller(request, OPERATOR)
     api_key = new_api_key()
     result = await submit(
-        request,
+        exchange_of(request),
         c.RegisterParticipant(
             body.name, Role(body.role), hash_key(api_key), operator.participant_id
         ),
@@ -111,14 +111,16 @@ async def list_instrument(request: Request, body: NewInstrument) -> Response:
         max_order_quantity=body.max_order_quantity,
         attributes=dict(body.attributes),
     )
-    result = await submit(request, c.ListInstrument(instrument, operator.participant_id))
+    result = await submit(
+        exchange_of(request), c.ListInstrument(instrument, operator.participant_id)
+    )
     listed = result.events[0]
     assert isinstance(listed, InstrumentListed)
     return json_response(instrument_view(listed.instrument, exchange_of(request).core), 201)
 
 
 async def _transfer(request: Request, command: c.Deposit | c.Withdraw) -> Response:
-    result = await submit(request, command)
+    result = await submit(exchange_of(request), command)
     moved = result.events[0]
     assert isinstance(moved, FundsDeposited | FundsWithdrawn)
     return json_response(
@@ -195,7 +197,7 @@ async def halt(request: Request, symbol: str, body: HaltRequest | None = None) -
     operator = caller(request, OPERATOR)
     reason = body.reason if body is not None else ""
     command = c.HaltMarket(_listed(request, symbol), reason, operator.participant_id)
-    result = await submit(request, command)
+    result = await submit(exchange_of(request), command)
     return _market_status(request, symbol, result.sequence)
 
 
@@ -210,5 +212,5 @@ async def halt(request: Request, symbol: str, body: HaltRequest | None = None) -
 async def resume(request: Request, symbol: str) -> Response:
     operator = caller(request, OPERATOR)
     command = c.ResumeMarket(_listed(request, symbol), operator.participant_id)
-    result = await submit(request, command)
+    result = await submit(exchange_of(request), command)
     return _market_status(request, symbol, result.sequence)

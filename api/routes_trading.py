@@ -13,7 +13,9 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.auth import RateLimiter
 from api.common import (
+    authorize,
     caller,
     decode_cursor,
     error_responses,
@@ -38,6 +40,7 @@ from exchange import commands as c
 from exchange.events import DuplicateClientOrderId, OrderRegistered
 from exchange.orders import OrderRecord
 from exchange.participants import Role
+from exchange.sequencer import Exchange
 from matching_engine import OrderType, Side, TimeInForce
 
 router = APIRouter(tags=["trading"])
@@ -66,8 +69,7 @@ def _body(schema_of: type, example: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _decode(request: Request, decoder: msgspec.json.Decoder[Any]) -> Any:
-    body = await request.body()
+def _decode(body: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
     if len(body) > MAX_BODY_BYTES:
         raise ApiError("PAYLOAD_TOO_LARGE", f"the body is over {MAX_BODY_BYTES} bytes")
     try:
@@ -78,12 +80,71 @@ async def _decode(request: Request, decoder: msgspec.json.Decoder[Any]) -> Any:
         raise ApiError("INVALID_REQUEST", f"the body is not valid JSON: {error}") from error
 
 
-def _own_order(request: Request, participant_id: int, raw_order_id: str) -> OrderRecord:
+def _own_order(exchange: Exchange, participant_id: int, raw_order_id: str) -> OrderRecord:
     order_id = parse_order_id(raw_order_id)
-    record = exchange_of(request).core.orders.get(order_id)
+    record = exchange.core.orders.get(order_id)
     if record is None or record.participant_id != participant_id:
-        raise ApiError("ORDER_NOT_FOUND", f"no order {raw_order_id} of this participant")
+        raise ApiError("ORDER_NOT_FOUND", f"no order {raw_order_id[:40]} of this participant")
     return record
+
+
+# The order-entry operations, shared by the FastAPI routes below (which document them) and by
+# `api.fastpath`, which serves the same paths without the framework's per-request work.
+Answer = tuple[int, dict[str, Any]]
+
+
+async def place(
+    exchange: Exchange, limiter: RateLimiter, authorization: str | None, body: bytes
+) -> Answer:
+    participant = authorize(exchange, limiter, authorization, TRADER)
+    order: PlaceOrderBody = _decode(body, _place_decoder)
+    command = c.PlaceOrder(
+        participant.participant_id,
+        order.symbol,
+        Side(order.side),
+        OrderType(order.type),
+        order.price,
+        order.quantity,
+        TimeInForce(order.time_in_force),
+        order.post_only,
+        order.all_or_none,
+        order.client_order_id,
+    )
+    result = await submit(exchange, command)
+    first = result.events[0]
+    orders = exchange.core.orders
+    if isinstance(first, DuplicateClientOrderId):
+        return 200, order_view(orders[first.order_id])
+    assert isinstance(first, OrderRegistered)
+    return 201, order_view(orders[first.order_id], result.sequence)
+
+
+async def amend(
+    exchange: Exchange,
+    limiter: RateLimiter,
+    authorization: str | None,
+    order_id: str,
+    body: bytes,
+) -> Answer:
+    participant = authorize(exchange, limiter, authorization, TRADER)
+    change: AmendOrderBody = _decode(body, _amend_decoder)
+    if change.price is None and change.quantity is None:
+        raise ApiError("INVALID_REQUEST", "give a new price, a new quantity, or both")
+    record = _own_order(exchange, participant.participant_id, order_id)
+    command = c.AmendOrder(
+        participant.participant_id, record.order_id, change.price, change.quantity
+    )
+    result = await submit(exchange, command)
+    return 200, order_view(record, result.sequence)
+
+
+async def cancel(
+    exchange: Exchange, limiter: RateLimiter, authorization: str | None, order_id: str
+) -> Answer:
+    participant = authorize(exchange, limiter, authorization, TRADER)
+    record = _own_order(exchange, participant.participant_id, order_id)
+    result = await submit(exchange, c.CancelOrder(participant.participant_id, record.order_id))
+    return 200, order_view(record, result.sequence)
 
 
 @router.post(
@@ -112,27 +173,13 @@ def _own_order(request: Request, participant_id: int, raw_order_id: str) -> Orde
     ),
 )
 async def place_order(request: Request) -> Response:
-    participant = caller(request, TRADER)
-    body: PlaceOrderBody = await _decode(request, _place_decoder)
-    command = c.PlaceOrder(
-        participant.participant_id,
-        body.symbol,
-        Side(body.side),
-        OrderType(body.type),
-        body.price,
-        body.quantity,
-        TimeInForce(body.time_in_force),
-        body.post_only,
-        body.all_or_none,
-        body.client_order_id,
+    status, answer = await place(
+        exchange_of(request),
+        request.app.state.rate_limiter,
+        request.headers.get("authorization"),
+        await request.body(),
     )
-    result = await submit(request, command)
-    first = result.events[0]
-    orders = exchange_of(request).core.orders
-    if isinstance(first, DuplicateClientOrderId):
-        return json_response(order_view(orders[first.order_id]), 200)
-    assert isinstance(first, OrderRegistered)
-    return json_response(order_view(orders[first.order_id], result.sequence), 201)
+    return json_response(answer, status)
 
 
 @router.patch(
@@ -147,16 +194,14 @@ async def place_order(request: Request) -> Response:
     openapi_extra=_body(AmendOrderBody, {"price": 60100}),
 )
 async def amend_order(request: Request, order_id: str) -> Response:
-    participant = caller(request, TRADER)
-    body: AmendOrderBody = await _decode(request, _amend_decoder)
-    if body.price is None and body.quantity is None:
-        raise ApiError("INVALID_REQUEST", "give a new price, a new quantity, or both")
-    record = _own_order(request, participant.participant_id, order_id)
-    result = await submit(
-        request,
-        c.AmendOrder(participant.participant_id, record.order_id, body.price, body.quantity),
+    status, answer = await amend(
+        exchange_of(request),
+        request.app.state.rate_limiter,
+        request.headers.get("authorization"),
+        order_id,
+        await request.body(),
     )
-    return json_response(order_view(record, result.sequence))
+    return json_response(answer, status)
 
 
 @router.delete(
@@ -168,10 +213,13 @@ async def amend_order(request: Request, order_id: str) -> Response:
     },
 )
 async def cancel_order(request: Request, order_id: str) -> Response:
-    participant = caller(request, TRADER)
-    record = _own_order(request, participant.participant_id, order_id)
-    result = await submit(request, c.CancelOrder(participant.participant_id, record.order_id))
-    return json_response(order_view(record, result.sequence))
+    status, answer = await cancel(
+        exchange_of(request),
+        request.app.state.rate_limiter,
+        request.headers.get("authorization"),
+        order_id,
+    )
+    return json_response(answer, status)
 
 
 @router.get(
@@ -181,7 +229,8 @@ async def cancel_order(request: Request, order_id: str) -> Response:
 )
 async def get_order(request: Request, order_id: str) -> Response:
     participant = caller(request, TRADER)
-    return json_response(order_view(_own_order(request, participant.participant_id, order_id)))
+    record = _own_order(exchange_of(request), participant.participant_id, order_id)
+    return json_response(order_view(record))
 
 
 @router.get(

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from exchange.core import ExchangeCore
 from exchange.instruments import Instrument
 from exchange.marketdata import Candle, PublicTrade
 from exchange.orders import OrderRecord
+from exchange.times import rfc3339
 
-NS_PER_SECOND = 1_000_000_000
-
-
-def rfc3339(time_ns: int) -> str:
-    """UTC time with microseconds, e.g. 2026-11-22T03:04:05.123456Z."""
-    seconds, nanos = divmod(time_ns, NS_PER_SECOND)
-    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1_000)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+__all__ = ["candle_view", "instrument_view", "order_view", "public_trade_view", "rfc3339"]
 
 
 def order_view(record: OrderRecord, sequence: int | None = None) -> dict[str, Any]:

@@ -149,6 +149,7 @@ def serve_command(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         log_level="warning",
         timeout_graceful_shutdown=10,
+        ws_per_message_deflate=False,  # it would compress every broadcast frame per client
     )
     return 0
 
