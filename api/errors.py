@@ -70,7 +70,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(error.status_code, code, str(error.detail))
 
     async def unexpected(request: Request, error: Exception) -> Response:
-        return error_response(500, "INTERNAL_ERROR", "the server failed; nothing was changed")
+        return error_response(500, "INTERNAL_ERROR", "internal error")
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
