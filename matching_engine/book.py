@@ -172,8 +172,14 @@ class OrderBook:
         Runs for every new order, hence the plain attributes rather than the rules' methods.
         """
         price = request.price
-        if request.order_type is MARKET:
-            if price is not None or request.post_only:
+        is_market = request.order_type is MARKET
+        # Contradictory fields first (one code, INVALID_ORDER), then price, size and id.
+        if request.post_only:
+            tif = request.time_in_force
+            if is_market or tif is IOC or tif is FOK:
+                return RejectCode.INVALID_ORDER
+        if is_market:
+            if price is not None:
                 return RejectCode.INVALID_ORDER
         elif price is None:
             return RejectCode.INVALID_ORDER
@@ -184,9 +190,6 @@ class OrderBook:
         quantity = request.quantity
         if quantity <= 0 or quantity > self._max_quantity:
             return RejectCode.LOT_SIZE
-        tif = request.time_in_force
-        if request.post_only and (tif is IOC or tif is FOK):
-            return RejectCode.INVALID_ORDER
         if request.order_id <= self._ids.last_order_id:
             return RejectCode.DUPLICATE_ORDER_ID
         return None
