@@ -50,7 +50,11 @@ class Settings(msgspec.Struct, frozen=True):
 
 
 class BodyLimit:
-    """Refuses request bodies over `MAX_BODY_BYTES` with 413, whether announced or streamed."""
+    """Refuses request bodies over `MAX_BODY_BYTES` with 413, whether announced or streamed.
+
+    The body is read (up to the limit) before the app sees the request, so every route gets
+    the same answer however it parses its body. Bodies are small: buffering costs nothing.
+    """
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -61,24 +65,41 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_large = error_response(413, "PAYLOAD_TOO_LARGE", f"the body is over {self.limit} bytes")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            response = error_response(
-                413, "PAYLOAD_TOO_LARGE", f"the body is over {self.limit} bytes"
-            )
-            await response(scope, receive, send)
+            await too_large(scope, receive, send)
             return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                # Truncate: the route then sees an oversized body and answers 413 itself.
-                message = {**message, "body": b" " * (self.limit + 1), "more_body": False}
-            return message
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([message]), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
 
-        await self.app(scope, limited_receive, send)
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    """A `receive` that hands out `messages` first, then defers to `then` (disconnects)."""
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        if then is None:
+            return {"type": "http.disconnect"}
+        return await then()
+
+    return receive
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -27,6 +29,9 @@ from exchange.participants import Participant, Role
 from exchange.sequencer import CommandResult, Exchange, ExchangeStopped, Overloaded
 
 _json = msgspec.json.Encoder()
+# ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
+_DECIMAL = re.compile(r"[0-9]{1,18}")
+_EPOCH_NS = re.compile(r"-?[0-9]{1,20}")
 T = TypeVar("T")
 MAX_PAGE = 1_000
 
@@ -74,7 +79,7 @@ async def submit(exchange: Exchange, command: Command) -> CommandResult:
 
 def parse_order_id(raw: str) -> int:
     """Order ids are decimal strings; anything else is simply not found."""
-    if not raw.isdigit() or len(raw) > 18:
+    if not _DECIMAL.fullmatch(raw):
         raise ApiError("ORDER_NOT_FOUND", f"no order {raw[:40]!r} of this participant")
     return int(raw)
 
@@ -83,7 +88,7 @@ def parse_time_ns(raw: str | None, name: str) -> int | None:
     """RFC 3339 or integer epoch nanoseconds; None when absent."""
     if raw is None or raw == "":
         return None
-    if raw.lstrip("-").isdigit() and len(raw) <= 20:
+    if _EPOCH_NS.fullmatch(raw):
         return int(raw)
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -107,7 +112,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as error:
         raise ApiError("INVALID_REQUEST", "cursor is not one this server gave out") from error
-    if not raw.isdigit() or len(raw) > 18:
+    if not _DECIMAL.fullmatch(raw):
         raise ApiError("INVALID_REQUEST", "cursor is not one this server gave out")
     return int(raw)
 
@@ -125,6 +130,30 @@ def take_page(
         return page, None
     del page[limit:]
     return page, encode_cursor(position(page[-1]))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_model(request: Request, model: type[M], *, optional: bool = False) -> M | None:
+    """Parse the JSON body into `model` — after the caller was authorised, never before."""
+    body = await request.body()
+    if optional and not body.strip():
+        return None
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as error:
+        problems = [
+            f"{'.'.join(str(p) for p in item['loc']) or 'body'}: {item['msg']}"
+            for item in error.errors()[:5]
+        ]
+        raise ApiError("INVALID_REQUEST", "; ".join(problems)) from error
+
+
+def body_schema(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+    """OpenAPI `requestBody` for a route that parses its body itself with `read_model`."""
+    content = {"application/json": {"schema": model.model_json_schema()}}
+    return {"requestBody": {"required": required, "content": content}}
 
 
 # Error responses every route may give, documented so the OpenAPI schema tells the truth.

@@ -66,6 +66,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
+        if error.status_code == 400:  # the framework could not even parse the body
+            return error_response(
+                422, "INVALID_REQUEST", f"the body is not valid JSON: {error.detail}"
+            )
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "HTTP_ERROR")
         return error_response(error.status_code, code, str(error.detail))
 

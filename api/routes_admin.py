@@ -3,12 +3,23 @@ halt and resume markets. Regulators may read the participant list too."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from fastapi import APIRouter
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import hash_key
-from api.common import caller, error_responses, exchange_of, json_response, submit
+from api.common import (
+    body_schema,
+    caller,
+    error_responses,
+    exchange_of,
+    json_response,
+    read_model,
+    submit,
+)
 from api.errors import ApiError
 from api.schemas import (
     HaltRequest,
@@ -35,19 +46,28 @@ from exchange.participants import Role
 
 router = APIRouter(tags=["operator"])
 OPERATOR = Role.OPERATOR
+M = TypeVar("M", bound=BaseModel)
+
+
+async def _read(request: Request, model: type[M]) -> M:
+    body = await read_model(request, model)
+    assert body is not None
+    return body
 
 
 @router.post(
     "/v1/admin/participants",
     status_code=201,
+    openapi_extra=body_schema(NewParticipant),
     summary="Register a participant; the API key is shown once",
     responses={
         201: {"model": ParticipantCreated},
         **error_responses(400, 401, 403, 413, 422, 429, 503),
     },
 )
-async def register_participant(request: Request, body: NewParticipant) -> Response:
+async def register_participant(request: Request) -> Response:
     operator = caller(request, OPERATOR)
+    body = await _read(request, NewParticipant)
     api_key = new_api_key()
     result = await submit(
         exchange_of(request),
@@ -89,14 +109,16 @@ async def list_participants(request: Request) -> Response:
 @router.post(
     "/v1/admin/instruments",
     status_code=201,
+    openapi_extra=body_schema(NewInstrument),
     summary="List an instrument; it trades continuously at once",
     responses={
         201: {"model": InstrumentOut},
         **error_responses(400, 401, 403, 413, 422, 429, 503),
     },
 )
-async def list_instrument(request: Request, body: NewInstrument) -> Response:
+async def list_instrument(request: Request) -> Response:
     operator = caller(request, OPERATOR)
+    body = await _read(request, NewInstrument)
     instrument = Instrument(
         symbol=body.symbol,
         name=body.name,
@@ -138,14 +160,16 @@ async def _transfer(request: Request, command: c.Deposit | c.Withdraw) -> Respon
 @router.post(
     "/v1/admin/deposits",
     status_code=201,
+    openapi_extra=body_schema(Transfer),
     summary="Record cash (VND) or goods (lots of a symbol) delivered into custody",
     responses={
         201: {"model": TransferOut},
         **error_responses(400, 401, 403, 413, 422, 429, 503),
     },
 )
-async def deposit(request: Request, body: Transfer) -> Response:
+async def deposit(request: Request) -> Response:
     operator = caller(request, OPERATOR)
+    body = await _read(request, Transfer)
     return await _transfer(
         request, c.Deposit(body.participant_id, body.asset, body.amount, operator.participant_id)
     )
@@ -154,14 +178,16 @@ async def deposit(request: Request, body: Transfer) -> Response:
 @router.post(
     "/v1/admin/withdrawals",
     status_code=201,
+    openapi_extra=body_schema(Transfer),
     summary="Record cash or goods leaving custody; never below what is reserved",
     responses={
         201: {"model": TransferOut},
         **error_responses(400, 401, 403, 413, 422, 429, 503),
     },
 )
-async def withdraw(request: Request, body: Transfer) -> Response:
+async def withdraw(request: Request) -> Response:
     operator = caller(request, OPERATOR)
+    body = await _read(request, Transfer)
     return await _transfer(
         request, c.Withdraw(body.participant_id, body.asset, body.amount, operator.participant_id)
     )
@@ -187,14 +213,16 @@ def _listed(request: Request, symbol: str) -> str:
 
 @router.post(
     "/v1/admin/markets/{symbol}/halt",
+    openapi_extra=body_schema(HaltRequest, required=False),
     summary="Halt a market: only cancels are accepted until it resumes",
     responses={
         200: {"model": MarketStatusOut},
         **error_responses(401, 403, 404, 413, 422, 429, 503),
     },
 )
-async def halt(request: Request, symbol: str, body: HaltRequest | None = None) -> Response:
+async def halt(request: Request, symbol: str) -> Response:
     operator = caller(request, OPERATOR)
+    body = await read_model(request, HaltRequest, optional=True)
     reason = body.reason if body is not None else ""
     command = c.HaltMarket(_listed(request, symbol), reason, operator.participant_id)
     result = await submit(exchange_of(request), command)

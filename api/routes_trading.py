@@ -76,7 +76,7 @@ def _decode(body: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
         return decoder.decode(body)
     except msgspec.ValidationError as error:
         raise ApiError("INVALID_REQUEST", str(error)) from error
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
         raise ApiError("INVALID_REQUEST", f"the body is not valid JSON: {error}") from error
 
 

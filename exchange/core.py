@@ -558,6 +558,10 @@ class ExchangeCore:
                     record.order_id
                 )
             core.orders_by_participant.setdefault(record.participant_id, []).append(record.order_id)
+            fills = core.fills_by_participant.setdefault(record.participant_id, [])
+            fills.extend((fill.trade_id, record.order_id) for fill in record.fills)
+        for fills in core.fills_by_participant.values():
+            fills.sort()  # trade ids increase with time: back to trade order
         return core
 
     def digest(self) -> str:
