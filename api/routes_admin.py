@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,11 +14,13 @@ from api.auth import hash_key
 from api.common import (
     body_schema,
     caller,
+    decode_cursor,
     error_responses,
     exchange_of,
     json_response,
     read_model,
     submit,
+    take_page,
 )
 from api.errors import ApiError
 from api.schemas import (
@@ -91,17 +93,25 @@ async def register_participant(request: Request) -> Response:
 @router.get(
     "/v1/admin/participants",
     summary="Every participant (no keys)",
-    responses={200: {"model": ParticipantsOut}, **error_responses(401, 403, 429)},
+    responses={200: {"model": ParticipantsOut}, **error_responses(401, 403, 422, 429)},
 )
-async def list_participants(request: Request) -> Response:
+async def list_participants(
+    request: Request,
+    limit: int = Query(default=100, ge=1, le=1_000),
+    cursor: str | None = Query(default=None, max_length=64),
+) -> Response:
     caller(request, OPERATOR, Role.REGULATOR)
-    participants = exchange_of(request).core.participants.values()
+    after = decode_cursor(cursor) or 0
+    participants = exchange_of(request).core.participants  # ids 1, 2, 3... in order
+    wanted = (participants[i] for i in range(after + 1, len(participants) + 1))
+    page, next_cursor = take_page(wanted, limit, lambda p: p.participant_id)
     return json_response(
         {
             "participants": [
                 {"participant_id": p.participant_id, "name": p.name, "role": p.role.value}
-                for p in participants
-            ]
+                for p in page
+            ],
+            "next_cursor": next_cursor,
         }
     )
 

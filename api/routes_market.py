@@ -8,7 +8,14 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.common import error_responses, exchange_of, json_response, parse_time_ns
+from api.common import (
+    decode_cursor,
+    error_responses,
+    exchange_of,
+    json_response,
+    parse_time_ns,
+    take_page,
+)
 from api.errors import ApiError
 from api.schemas import BookOut, CandlesOut, InstrumentOut, InstrumentsOut, TickerOut, TradesOut
 from api.views import candle_view, instrument_view, public_trade_view
@@ -34,14 +41,21 @@ def _book(request: Request, symbol: str) -> OrderBook:
 async def instruments(
     request: Request,
     kind: str | None = Query(default=None, pattern="^(live_hog|ocop)$"),
+    limit: int = Query(default=100, ge=1, le=1_000),
+    cursor: str | None = Query(default=None, max_length=64),
 ) -> Response:
     core = exchange_of(request).core
-    listed = [
-        instrument_view(i, core)
-        for i in core.instruments.values()
-        if kind is None or i.kind.value == kind
-    ]
-    return json_response({"instruments": listed})
+    after = decode_cursor(cursor) or 0  # the position in listing order of the last one sent
+    listed = list(core.instruments.values())
+    wanted = (
+        (position, listed[position - 1])
+        for position in range(after + 1, len(listed) + 1)
+        if kind is None or listed[position - 1].kind.value == kind
+    )
+    page, next_cursor = take_page(wanted, limit, lambda item: item[0])
+    return json_response(
+        {"instruments": [instrument_view(i, core) for _, i in page], "next_cursor": next_cursor}
+    )
 
 
 @router.get(

@@ -188,6 +188,7 @@ class InstrumentOut(BaseModel):
 
 class InstrumentsOut(BaseModel):
     instruments: list[InstrumentOut]
+    next_cursor: str | None
 
 
 class BookOut(BaseModel):
@@ -247,6 +248,7 @@ class ParticipantCreated(ParticipantOut):
 
 class ParticipantsOut(BaseModel):
     participants: list[ParticipantOut]
+    next_cursor: str | None
 
 
 class TransferOut(BaseModel):

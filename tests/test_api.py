@@ -1364,6 +1364,39 @@ def test_paging_through_fills_with_the_cursor_visits_each_fill_once(market: Mark
     assert [t for page in pages for t in page] == list(reversed(trade_ids))
 
 
+def _walk_pages(http: httpx.Client, path: str, key: str, limit: int) -> list[list[Any]]:
+    pages: list[list[Any]] = []
+    params: dict[str, Any] = {"limit": limit}
+    while True:
+        body = http.get(path, params=params).json()
+        pages.append(body[key])
+        if body["next_cursor"] is None:
+            return pages
+        params["cursor"] = body["next_cursor"]
+
+
+def test_paging_through_participants_visits_each_once_in_id_order(market: Market) -> None:
+    for n in range(4):
+        market.trader(f"Paged {n}")
+    everyone = market.operator.get("/v1/admin/participants", params={"limit": 1000}).json()
+    pages = _walk_pages(market.operator, "/v1/admin/participants", "participants", 2)
+    assert all(len(page) <= 2 for page in pages)
+    assert [p for page in pages for p in page] == everyone["participants"]
+    ids = [p["participant_id"] for p in everyone["participants"]]
+    assert ids == sorted(ids) and len(ids) >= 5
+
+
+def test_paging_through_instruments_visits_each_once_in_listing_order(market: Market) -> None:
+    for n in range(3):
+        assert market.list_instrument(f"PAGE-{n}").status_code == 201
+    everyone = market.public.get("/v1/instruments", params={"limit": 1000}).json()
+    pages = _walk_pages(market.public, "/v1/instruments", "instruments", 2)
+    assert [i["symbol"] for page in pages for i in page] == [
+        i["symbol"] for i in everyone["instruments"]
+    ]
+    assert len(everyone["instruments"]) >= 4
+
+
 # ---------------------------------------------------------------------- account
 
 
