@@ -1,8 +1,11 @@
 """`GET /v1/ws`: the websocket market-data feed (public, no key).
 
 Client → server: `{"op": "subscribe" | "unsubscribe", "channel": "book" | "trades" | "ticker" |
-"candles", "symbol": "HOG-G1-HCM", "depth"?: N, "interval"?: "1m"}`. Bad messages get
-`{"type": "error", "code", "message"}` and the connection stays open.
+"candles", "symbol": "HOG-G1-HCM", "depth"?: N, "interval"?: "1m"}`. A connection has one
+book stream per symbol (subscribing again with another depth replaces it) and one candle stream
+per symbol and interval; unsubscribing candles without an interval ends all of them.
+Bad messages get `{"type": "error", "code", "message", "sequence"}` and the connection stays
+open. Control frames (`error`, `resync`, `unsubscribed`, `heartbeat`) carry the sequence too.
 
 Each connection has a bounded queue filled by the feed hub without waiting and drained by its
 own sender task, so one stalled client never delays the exchange or other clients. A client
@@ -28,7 +31,7 @@ from exchange.feed import FeedHub
 router = APIRouter()
 
 MAX_QUEUE_FRAMES = 2_000
-MAX_SUBSCRIPTIONS = 32
+MAX_SUBSCRIPTIONS = 64  # e.g. 8 symbols x (book, trades, ticker and 4 candle intervals)
 MAX_CLIENT_MESSAGE_BYTES = 4_096
 HEARTBEAT_SECONDS = 5.0
 RESYNC_LIMIT = 3  # resyncs within RESYNC_WINDOW_SECONDS before the connection is closed
@@ -43,7 +46,7 @@ class ClientMessage(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     channel: str
     symbol: str
     depth: int | None = None
-    interval: str = "1m"
+    interval: str | None = None  # candles; "1m" when subscribing without one
 
 
 _decode = msgspec.json.Decoder(ClientMessage).decode
@@ -57,7 +60,7 @@ class Connection:
         self.hub = hub
         self.queue: deque[str] = deque()
         self.ready = asyncio.Event()
-        self.subscriptions: set[tuple[str, str]] = set()
+        self.subscriptions: set[tuple[str, str, str | None]] = set()
         self.resyncs: deque[float] = deque()
         self.closing = False
 
@@ -70,9 +73,9 @@ class Connection:
         self.ready.set()
         return True
 
-    def resync(self, channel: str, symbol: str) -> None:
+    def resync(self, channel: str, symbol: str) -> bool:
         if self.closing:
-            return
+            return False
         now = time.monotonic()
         self.resyncs.append(now)
         while self.resyncs and now - self.resyncs[0] > RESYNC_WINDOW_SECONDS:
@@ -81,23 +84,25 @@ class Connection:
         if len(self.resyncs) > RESYNC_LIMIT:
             self.closing = True  # the sender closes with 1013
         else:
-            self.queue.append(
-                _encode({"type": "resync", "channel": channel, "symbol": symbol}).decode()
-            )
+            self.queue.append(self._frame("resync", channel=channel, symbol=symbol))
         self.ready.set()
+        return not self.closing
 
     # ------------------------------------------------------------------ the two loops
+
+    def _frame(self, kind: str, **fields: Any) -> str:
+        """A control frame; like data frames it carries the current sequence."""
+        return _encode({"type": kind, **fields, "sequence": self.hub.core.last_sequence}).decode()
 
     async def send_loop(self) -> None:
         websocket = self.websocket
         while True:
-            if not self.queue:
+            if not self.queue and not self.closing:
                 self.ready.clear()
                 try:
                     await asyncio.wait_for(self.ready.wait(), HEARTBEAT_SECONDS)
                 except TimeoutError:
-                    sequence = self.hub.core.last_sequence
-                    self.queue.append(_encode({"type": "heartbeat", "sequence": sequence}).decode())
+                    self.queue.append(self._frame("heartbeat", channel=None, symbol=None))
             if self.closing:
                 await websocket.close(TRY_AGAIN_LATER, "too slow: resynced too often")
                 return
@@ -106,11 +111,19 @@ class Connection:
 
     async def receive_loop(self) -> None:
         while True:
-            text = await self.websocket.receive_text()
-            error = self.handle(text)
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:  # a binary frame: accept it if it is UTF-8 JSON like a text one
+                try:
+                    raw = (message.get("bytes") or b"").decode()
+                except UnicodeDecodeError:
+                    raw = "\x00"  # not JSON: handle() answers with an error
+            error = self.handle(raw)
             if error is not None:
-                code, message = error
-                self.offer(_encode({"type": "error", "code": code, "message": message}).decode())
+                code, text = error
+                self.offer(self._frame("error", code=code, message=text))
 
     def handle(self, text: str) -> tuple[str, str] | None:
         if len(text) > MAX_CLIENT_MESSAGE_BYTES:
@@ -119,12 +132,17 @@ class Connection:
             message = _decode(text)
         except msgspec.DecodeError as error:
             return "INVALID_REQUEST", str(error)
-        key = (message.channel, message.symbol)
+        # One stream per key: a book subscription with another depth replaces the old one,
+        # while each candle interval is a stream of its own.
+        interval = message.interval or "1m" if message.channel == "candles" else None
+        key = (message.channel, message.symbol, interval)
         if message.op == "subscribe":
             if key not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
                 return "TOO_MANY_SUBSCRIPTIONS", f"at most {MAX_SUBSCRIPTIONS} per connection"
+            if key in self.subscriptions:  # e.g. a new depth replaces the old book stream
+                self.hub.unsubscribe(self, message.channel, message.symbol, interval)
             refused = self.hub.subscribe(
-                self, message.channel, message.symbol, message.depth, message.interval
+                self, message.channel, message.symbol, message.depth, interval or "1m"
             )
             if refused is not None:
                 return "INVALID_SUBSCRIPTION", refused

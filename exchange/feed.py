@@ -8,7 +8,8 @@ anyone. A subscriber whose queue is full is told to resync and gets a fresh snap
 flush; the connection layer closes subscribers that keep falling behind.
 
 Book consistency: a snapshot and every update carry the sequence of the last command applied
-when they were built, and updates carry new absolute totals per level, so applying the updates
+when they were built, and updates carry new absolute totals per level
+(`[side, price, quantity, orders]`; quantity 0 removes the level), so applying the updates
 in order to the snapshot gives exactly the book at that sequence (`GET /v1/markets/{symbol}/book`).
 Snapshots are only ever sent at a flush, so a new subscriber and the existing ones agree on
 where the stream starts. Each update also carries `checksum`, a CRC32 of the top 10 levels
@@ -52,8 +53,10 @@ class Sink(Protocol):
         """Queue a frame without waiting; False when the queue is full."""
         ...
 
-    def resync(self, channel: str, symbol: str) -> None:
-        """The subscriber fell behind: drop what is queued, tell it, expect a fresh snapshot."""
+    def resync(self, channel: str, symbol: str) -> bool:
+        """The subscriber fell behind: drop what is queued, tell it, expect fresh snapshots.
+
+        False when the subscriber is being closed instead (it falls behind too often)."""
         ...
 
 
@@ -66,8 +69,8 @@ class _BookGroup:
         self.depth = depth
         self.members: set[Sink] = set()
         self.newcomers: set[Sink] = set()
-        # For depth-limited groups: the levels last sent, {(side, price): quantity}.
-        self.last_sent: dict[tuple[str, int], int] = {}
+        # For depth-limited groups: the levels last sent, {(side, price): (quantity, orders)}.
+        self.last_sent: dict[tuple[str, int], tuple[int, int]] = {}
 
 
 class _SymbolFeed:
@@ -78,7 +81,8 @@ class _SymbolFeed:
         self.trades: set[Sink] = set()
         self.ticker: tuple[set[Sink], set[Sink]] = (set(), set())  # members, newcomers
         self.candle_subscribers: dict[str, tuple[set[Sink], set[Sink]]] = {}
-        self.changes: dict[tuple[str, int], int] = {}  # since the last flush, for book groups
+        # (side, price) -> (quantity, orders), since the last flush, for book groups
+        self.changes: dict[tuple[str, int], tuple[int, int]] = {}
         self.touched = False  # any level changed since the last flush (the ticker's best prices)
 
 
@@ -138,7 +142,10 @@ class FeedHub:
             feed.candle_subscribers.setdefault(interval, (set(), set()))[1].add(sink)
         return None
 
-    def unsubscribe(self, sink: Sink, channel: str, symbol: str) -> None:
+    def unsubscribe(
+        self, sink: Sink, channel: str, symbol: str, interval: str | None = None
+    ) -> None:
+        """End a subscription; for candles, only `interval` when given, else every interval."""
         feed = self._symbols.get(symbol)
         if feed is None:
             return
@@ -152,9 +159,10 @@ class FeedHub:
             feed.ticker[0].discard(sink)
             feed.ticker[1].discard(sink)
         else:
-            for members, newcomers in feed.candle_subscribers.values():
-                members.discard(sink)
-                newcomers.discard(sink)
+            for name, (members, newcomers) in feed.candle_subscribers.items():
+                if interval is None or name == interval:
+                    members.discard(sink)
+                    newcomers.discard(sink)
 
     def drop(self, sink: Sink) -> None:
         """Forget a connection entirely."""
@@ -183,7 +191,8 @@ class FeedHub:
                     if feed is not None:
                         feed.touched = True
                         if feed.books:
-                            feed.changes[(event.side.value, event.price)] = event.quantity
+                            level = (event.quantity, event.order_count)
+                            feed.changes[(event.side.value, event.price)] = level
                 elif kind is Trade:
                     self._on_trade(event, result.sequence, result.time_ns)
             self._last_time_ns = result.time_ns
@@ -236,7 +245,7 @@ class FeedHub:
         symbol: str,
         book: OrderBook,
         group: _BookGroup,
-        changes: dict[tuple[str, int], int],
+        changes: dict[tuple[str, int], tuple[int, int]],
         sequence: int,
     ) -> None:
         if not group.members and not group.newcomers:
@@ -244,15 +253,16 @@ class FeedHub:
         bids = book.depth(Side.BUY, group.depth)
         asks = book.depth(Side.SELL, group.depth)
         if group.depth is None:
-            delta = [[side, price, quantity] for (side, price), quantity in changes.items()]
+            delta = [[side, price, q, n] for (side, price), (q, n) in changes.items()]
         else:
-            current = {("buy", p): q for p, q, _ in bids} | {("sell", p): q for p, q, _ in asks}
+            current = {("buy", p): (q, n) for p, q, n in bids}
+            current |= {("sell", p): (q, n) for p, q, n in asks}
             gone = group.last_sent.keys() - current.keys()
-            delta = [[side, price, 0] for side, price in gone]
+            delta = [[side, price, 0, 0] for side, price in gone]
             delta += [
-                [side, price, quantity]
-                for (side, price), quantity in current.items()
-                if group.last_sent.get((side, price)) != quantity
+                [side, price, q, n]
+                for (side, price), (q, n) in current.items()
+                if group.last_sent.get((side, price)) != (q, n)
             ]
             group.last_sent = current
         checksum = book_checksum(bids, asks)
@@ -264,6 +274,7 @@ class FeedHub:
                     "channel": "book",
                     "symbol": symbol,
                     "sequence": sequence,
+                    "depth": group.depth,
                     "changes": delta,
                     "checksum": checksum,
                     "time_ns": self._last_time_ns,
@@ -360,13 +371,18 @@ class FeedHub:
             self._resync(sink, channel, symbol)
 
     def _resync(self, sink: Sink, channel: str, symbol: str) -> None:
-        """Start the sink over on its book subscriptions: resync now, snapshot next flush."""
-        sink.resync(channel, symbol)
+        """Start the sink over: its queue was dropped, so every stream it follows gets a fresh
+        snapshot (book) or current state (ticker, candle) at the next flush."""
+        if not sink.resync(channel, symbol):
+            self.drop(sink)
+            return
         for feed in self._symbols.values():
-            for group in feed.books.values():
-                if sink in group.members:
-                    group.members.discard(sink)
-                    group.newcomers.add(sink)
+            streams = [(g.members, g.newcomers) for g in feed.books.values()]
+            streams += [feed.ticker, *feed.candle_subscribers.values()]
+            for members, newcomers in streams:
+                if sink in members:
+                    members.discard(sink)
+                    newcomers.add(sink)
 
 
 def _best_first(change: list[Any]) -> tuple[str, int]:
