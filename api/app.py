@@ -28,9 +28,11 @@ from api.errors import error_response, install_error_handlers
 from api.fastpath import OrderEntryFastPath
 from api.schemas import MAX_BODY_BYTES, HealthOut
 from api.ws import flush_forever
+from clearing.ledger import Ledger, default_database_url
 from exchange import commands as c
 from exchange.demo import demo_participants, order_flow, setup_commands
 from exchange.feed import FeedHub
+from exchange.ledger_feed import LedgerFeed
 from exchange.participants import Role
 from exchange.sequencer import Exchange
 
@@ -44,6 +46,7 @@ class Settings(msgspec.Struct, frozen=True):
     operator_key: str | None = None
     rate_per_second: float = 2_000.0
     rate_burst: float = 4_000.0
+    database_url: str | None = None  # the clearing ledger; SQLite in data_dir when None
     fsync: bool = True
     quiet: bool = False
     feed_window_s: float = 0.025
@@ -106,10 +109,15 @@ def create_app(settings: Settings) -> FastAPI:
     exchange = Exchange(settings.data_dir, fsync=settings.fsync)
     hub = FeedHub(lambda: exchange.core, lambda: exchange.market_data)
     exchange.subscribe(hub.on_results)
+    # The ledger connects lazily: the exchange starts and trades even while it is down.
+    ledger = Ledger(settings.database_url or default_database_url(settings.data_dir))
+    ledger_feed = LedgerFeed(ledger, settings.data_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         report = await exchange.start()
+        exchange.subscribe(ledger_feed)
+        ledger_feed.start(exchange.core.last_sequence)  # catches up from the journal first
         say = (lambda *_: None) if settings.quiet else _stderr
         say(
             f"hogx: recovered {report.last_sequence:,} commands from {settings.data_dir} "
@@ -128,6 +136,9 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             flusher.cancel()
             await exchange.stop()
+            await ledger_feed.drain(10)  # what is left is caught up from the journal next time
+            ledger_feed.stop()
+            ledger.close()
             say("hogx: stopped; state snapshotted")
 
     app = FastAPI(
@@ -143,6 +154,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.exchange = exchange
     app.state.rate_limiter = limiter
     app.state.feed = hub
+    app.state.ledger = ledger
+    app.state.ledger_feed = ledger_feed
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(OrderEntryFastPath, exchange=exchange, limiter=limiter)  # outermost

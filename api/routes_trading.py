@@ -6,10 +6,14 @@ path. The OpenAPI schema still documents both bodies and answers.
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import msgspec
 from fastapi import APIRouter, Query
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,10 +22,12 @@ from api.common import (
     authorize,
     caller,
     decode_cursor,
+    encode_cursor,
     error_responses,
     exchange_of,
     json_response,
     parse_order_id,
+    parse_time_ns,
     submit,
     take_page,
 )
@@ -34,10 +40,13 @@ from api.schemas import (
     OrderOut,
     OrdersPage,
     PlaceOrderBody,
+    StatementOut,
 )
 from api.views import order_view, rfc3339
+from clearing.ledger import Ledger
 from exchange import commands as c
 from exchange.events import DuplicateClientOrderId, OrderRegistered
+from exchange.ledger_feed import LedgerFeed
 from exchange.orders import OrderRecord
 from exchange.participants import Role
 from exchange.sequencer import Exchange
@@ -274,8 +283,12 @@ async def list_fills(
     cursor: str | None = Query(default=None, max_length=64),
 ) -> Response:
     participant = caller(request, TRADER)
-    core = exchange_of(request).core
     before = decode_cursor(cursor)
+    from_ledger = await _ledger_fills(request, participant.participant_id, symbol, limit, before)
+    if from_ledger is not None:
+        return json_response(from_ledger)
+    # The ledger is down or behind: the core remembers every fill too, and says the same.
+    core = exchange_of(request).core
     fills = core.fills_by_participant.get(participant.participant_id, [])
     wanted = (
         (trade_id, core.orders[order_id])
@@ -287,6 +300,140 @@ async def list_fills(
     return json_response(
         {"fills": [_fill_view(*item) for item in page], "next_cursor": next_cursor}
     )
+
+
+LEDGER_WAIT_SECONDS = 0.5
+
+
+async def _ledger_fills(
+    request: Request, participant_id: int, symbol: str | None, limit: int, before: int | None
+) -> dict[str, Any] | None:
+    """Fills as the clearing ledger records them, once it has caught up with what this caller
+    may just have been told; None when it cannot answer now."""
+    feed: LedgerFeed = request.app.state.ledger_feed
+    ledger: Ledger = request.app.state.ledger
+    if not await feed.drain(LEDGER_WAIT_SECONDS):
+        return None
+    try:
+        page = await run_in_threadpool(ledger.fills, participant_id, symbol, limit, before)
+    except SQLAlchemyError:
+        return None
+    return {
+        "fills": [
+            {
+                "trade_id": str(fill.trade_id),
+                "order_id": str(fill.order_id),
+                "symbol": fill.symbol,
+                "side": fill.side,
+                "price": fill.price,
+                "quantity": fill.quantity,
+                "liquidity": fill.liquidity,
+                "fee_vnd": fill.fee_vnd,
+                "time": rfc3339(fill.time_ns),
+                "sequence": fill.sequence,
+            }
+            for fill in page.fills
+        ],
+        "next_cursor": None if page.next_cursor is None else encode_cursor(page.next_cursor),
+    }
+
+
+STATEMENT_COLUMNS = (
+    "transfer_id",
+    "sequence",
+    "time",
+    "code",
+    "asset",
+    "reference_id",
+    "available_change",
+    "reserved_change",
+    "available",
+    "reserved",
+)
+
+
+@router.get(
+    "/v1/account/statement",
+    summary="Every custody movement of yours in a period, with running balances (JSON or CSV)",
+    description="From the clearing ledger. `start`/`end` are RFC 3339 or epoch nanoseconds "
+    "(default: everything). `Accept: text/csv` (or `format=csv`) answers CSV.",
+    responses={
+        200: {
+            "model": StatementOut,
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+        **error_responses(401, 403, 422, 429, 503),
+    },
+)
+async def statement(
+    request: Request,
+    start: str | None = Query(default=None, max_length=40),
+    end: str | None = Query(default=None, max_length=40),
+    format: str | None = Query(default=None, pattern="^(json|csv)$"),
+) -> Response:
+    participant = caller(request, TRADER)
+    start_ns = parse_time_ns(start, "start")
+    end_ns = parse_time_ns(end, "end")
+    start_ns = 0 if start_ns is None else start_ns
+    end_ns = 2**63 - 1 if end_ns is None else end_ns
+    if start_ns > end_ns:
+        raise ApiError("INVALID_REQUEST", "start must not be after end")
+    feed: LedgerFeed = request.app.state.ledger_feed
+    ledger: Ledger = request.app.state.ledger
+    await feed.drain(LEDGER_WAIT_SECONDS)
+    try:
+        found = await run_in_threadpool(
+            ledger.statement, participant.participant_id, start_ns, end_ns
+        )
+    except SQLAlchemyError as error:
+        raise ApiError("LEDGER_UNAVAILABLE", "the clearing ledger is unreachable", 503) from error
+    lines = [
+        {
+            "transfer_id": str(line.transfer_id),
+            "sequence": line.sequence,
+            "time": rfc3339(line.time_ns),
+            "code": line.code,
+            "asset": line.asset,
+            "reference_id": str(line.reference_id),
+            "available_change": line.available_change,
+            "reserved_change": line.reserved_change,
+            "available": line.available,
+            "reserved": line.reserved,
+        }
+        for line in found.lines
+    ]
+    wants_csv = format == "csv" or (
+        format is None and "text/csv" in request.headers.get("accept", "")
+    )
+    if wants_csv:
+        return _csv(lines)
+    return json_response(
+        {
+            "participant_id": participant.participant_id,
+            "start": rfc3339(start_ns) if start is not None else None,
+            "end": rfc3339(end_ns) if end is not None else None,
+            "as_of_sequence": feed.last_applied,
+            "opening": _balances_view(found.opening),
+            "closing": _balances_view(found.closing),
+            "lines": lines,
+            "truncated": found.truncated,
+        }
+    )
+
+
+def _balances_view(balances: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
+    return [
+        {"asset": asset, "available": available, "reserved": reserved}
+        for asset, (available, reserved) in sorted(balances.items())
+    ]
+
+
+def _csv(lines: list[dict[str, Any]]) -> Response:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=STATEMENT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(lines)
+    return Response(out.getvalue(), media_type="text/csv")
 
 
 def _fill_view(trade_id: int, record: OrderRecord) -> dict[str, Any]:

@@ -157,6 +157,39 @@ class FillsPage(BaseModel):
     next_cursor: str | None
 
 
+class StatementLineOut(BaseModel):
+    transfer_id: str
+    sequence: int
+    time: str
+    code: str = Field(
+        description="deposit, withdrawal, hold, release, payment, buyer_fee, "
+        "seller_fee, excess_hold or delivery"
+    )
+    asset: str
+    reference_id: str = Field(description="the order or trade the transfer belongs to")
+    available_change: int
+    reserved_change: int
+    available: int
+    reserved: int
+
+
+class StatementBalanceOut(BaseModel):
+    asset: str
+    available: int
+    reserved: int
+
+
+class StatementOut(BaseModel):
+    participant_id: int
+    start: str | None
+    end: str | None
+    as_of_sequence: int
+    opening: list[StatementBalanceOut]
+    closing: list[StatementBalanceOut]
+    lines: list[StatementLineOut]
+    truncated: bool
+
+
 class BalanceOut(BaseModel):
     asset: str
     available: int

@@ -132,6 +132,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     settings = Settings(
         data_dir=args.data_dir,
+        database_url=args.database_url,
         demo=args.demo,
         operator_key=os.environ.get("HOGX_OPERATOR_KEY") or None,
         rate_per_second=args.rate_limit,
@@ -154,6 +155,27 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def ledger_check_command(args: argparse.Namespace) -> int:
+    """Verify the SQL ledger against its invariants and against the journal's accounts."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from clearing.ledger import Ledger, default_database_url
+    from exchange.ledger_feed import check_ledger
+
+    url = args.database_url or default_database_url(args.data_dir)
+    try:
+        ledger = Ledger.open(url)
+        try:
+            report = check_ledger(ledger, args.data_dir)
+        finally:
+            ledger.close()
+    except SQLAlchemyError as error:
+        print(f"hogx ledger check: the ledger database is unreachable: {error}", file=sys.stderr)
+        return 2
+    print(report.text())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hogx", description="hogx: an exchange for live hogs and OCOP goods."
@@ -164,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--data-dir", type=Path, default=Path("./var"))
+    serve.add_argument(
+        "--database-url",
+        default=os.environ.get("HOGX_DATABASE_URL") or None,
+        help="SQLAlchemy URL of the clearing ledger (default: SQLite inside --data-dir)",
+    )
     serve.add_argument("--demo", action="store_true", help="list and fund the demo market")
     serve.add_argument(
         "--rate-limit", type=float, default=2_000.0, help="requests per second per API key"
@@ -186,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--anchor", help="SEQUENCE:HEXHASH of an earlier head kept outside the exchange"
     )
     check.set_defaults(run=verify_command)
+
+    ledger = commands.add_parser("ledger", help="the SQL clearing ledger")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    check_ledger = ledger_commands.add_parser(
+        "check", help="sums to zero per asset, nothing negative, equal to the in-memory accounts"
+    )
+    check_ledger.add_argument("--data-dir", type=Path, default=Path("./var"))
+    check_ledger.add_argument("--database-url", default=os.environ.get("HOGX_DATABASE_URL") or None)
+    check_ledger.set_defaults(run=ledger_check_command)
 
     demo = commands.add_parser("demo", help="trade a seeded demo market and print the trades")
     demo.add_argument("--data-dir", type=Path, default=Path("./var"))

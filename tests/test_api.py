@@ -396,7 +396,7 @@ def test_listing_an_instrument_with_bad_fields_is_422(
     symbol = overrides.get("symbol", f"T{next(_symbol_numbers):03d}-BAD")
     answer = market.list_instrument(symbol, **{k: v for k, v in overrides.items() if k != "symbol"})
     assert_error(answer, 422, "INVALID_REQUEST")
-    listed = market.public.get("/v1/instruments").json()["instruments"]
+    listed = market.public.get("/v1/instruments", params={"limit": 1000}).json()["instruments"]
     assert symbol not in {i["symbol"] for i in listed}
 
 
@@ -1436,7 +1436,7 @@ def test_an_account_lists_each_asset_with_available_and_reserved(market: Market)
 
 def test_instruments_lists_every_listed_instrument(market: Market) -> None:
     other = market.another_symbol()
-    answer = market.public.get("/v1/instruments")
+    answer = market.public.get("/v1/instruments", params={"limit": 1000})
     assert answer.status_code == 200
     symbols = [i["symbol"] for i in answer.json()["instruments"]]
     assert {market.symbol, other} <= set(symbols)
@@ -1448,7 +1448,9 @@ def test_instruments_filter_by_kind(market: Market) -> None:
     assert market.list_instrument(ocop, kind="ocop").status_code == 201
     kinds = {}
     for kind in ("live_hog", "ocop"):
-        listed = market.public.get("/v1/instruments", params={"kind": kind}).json()["instruments"]
+        listed = market.public.get("/v1/instruments", params={"kind": kind, "limit": 1000}).json()[
+            "instruments"
+        ]
         assert {i["kind"] for i in listed} == {kind}
         kinds[kind] = {i["symbol"] for i in listed}
     assert market.symbol in kinds["live_hog"] and ocop in kinds["ocop"]

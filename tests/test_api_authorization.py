@@ -44,6 +44,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("DELETE", "/v1/orders/{order_id}"): TRADER,
     ("GET", "/v1/fills"): TRADER,
     ("GET", "/v1/account"): TRADER,
+    ("GET", "/v1/account/statement"): TRADER,
     # operator (regulators read everything, the participant list included)
     ("GET", "/v1/admin/participants"): frozenset({"operator", "regulator"}),
     ("POST", "/v1/admin/participants"): OPERATOR,
@@ -171,6 +172,7 @@ def _request_for(world: World, method: str, path: str) -> Request:
         ("DELETE", "/v1/orders/{order_id}"): lambda: Request(f"/v1/orders/{world.fresh_order()}"),
         ("GET", "/v1/fills"): lambda: Request("/v1/fills"),
         ("GET", "/v1/account"): lambda: Request("/v1/account"),
+        ("GET", "/v1/account/statement"): lambda: Request("/v1/account/statement"),
         ("GET", "/v1/admin/participants"): lambda: Request("/v1/admin/participants"),
         ("POST", "/v1/admin/participants"): lambda: Request(
             "/v1/admin/participants", {"name": "New trader", "role": "trader"}
