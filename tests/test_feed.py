@@ -833,7 +833,10 @@ def test_a_stalled_client_does_not_delay_other_clients(stalled_run: StalledRun) 
     run_ = stalled_run
     arrivals = [at for at, _ in run_.healthy[run_.stall_mark :] if at <= run_.flow_stopped]
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    assert max(gaps) < 0.5, f"the healthy feed stopped for {max(gaps):.2f} s"
+    # A feed held up by the stalled client would stop for the whole stall; pauses of a few
+    # hundred ms (a GC pass, the ledger catching up, a busy CI core) are not that.
+    assert max(gaps) < 2.0, f"the healthy feed stopped for {max(gaps):.2f} s"
+    assert run_.flow_stopped - arrivals[0] > 3 * max(gaps), "the stall was too short to tell"
     frames = [frame for _, frame in run_.healthy]
     assert [f for f in frames if f.get("type") == "resync"] == []
     for symbol in run_.symbols[:-1]:
