@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,7 +33,7 @@ from clearing.ledger import Ledger, default_database_url
 from exchange import commands as c
 from exchange.demo import demo_participants, order_flow, setup_commands
 from exchange.feed import FeedHub
-from exchange.ledger_feed import LedgerFeed
+from exchange.ledger_process import LedgerProcess
 from exchange.participants import Role
 from exchange.sequencer import Exchange
 
@@ -109,15 +110,21 @@ def create_app(settings: Settings) -> FastAPI:
     exchange = Exchange(settings.data_dir, fsync=settings.fsync)
     hub = FeedHub(lambda: exchange.core, lambda: exchange.market_data)
     exchange.subscribe(hub.on_results)
-    # The ledger connects lazily: the exchange starts and trades even while it is down.
-    ledger = Ledger(settings.database_url or default_database_url(settings.data_dir))
-    ledger_feed = LedgerFeed(ledger, settings.data_dir)
+    # The ledger is written by a process of its own (`exchange.ledger_process`); this one only
+    # reads it (statements, fills). It connects lazily: trading goes on while it is down.
+    database_url = settings.database_url or default_database_url(settings.data_dir)
+    ledger = Ledger(database_url)
+    ledger_process = LedgerProcess(settings.data_dir, database_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         report = await exchange.start()
-        exchange.subscribe(ledger_feed)
-        ledger_feed.start(exchange.core.last_sequence)  # catches up from the journal first
+        try:  # migrate here, once, before the writer process starts (if the database is up)
+            await asyncio.to_thread(ledger.ensure_ready)
+        except SQLAlchemyError as error:
+            _stderr(f"hogx: the ledger database is not reachable yet ({error}); trading on")
+        exchange.subscribe(ledger_process)
+        ledger_process.start(exchange.core.last_sequence)  # it catches up from the journal first
         say = (lambda *_: None) if settings.quiet else _stderr
         say(
             f"hogx: recovered {report.last_sequence:,} commands from {settings.data_dir} "
@@ -136,8 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             flusher.cancel()
             await exchange.stop()
-            await ledger_feed.drain(10)  # what is left is caught up from the journal next time
-            ledger_feed.stop()
+            await ledger_process.stop()  # what it could not write, it catches up next time
             ledger.close()
             say("hogx: stopped; state snapshotted")
 
@@ -155,7 +161,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.rate_limiter = limiter
     app.state.feed = hub
     app.state.ledger = ledger
-    app.state.ledger_feed = ledger_feed
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(OrderEntryFastPath, exchange=exchange, limiter=limiter)  # outermost

@@ -6,8 +6,10 @@ path. The OpenAPI schema still documents both bodies and answers.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import time
 from typing import Any
 
 import msgspec
@@ -46,7 +48,6 @@ from api.views import order_view, rfc3339
 from clearing.ledger import Ledger
 from exchange import commands as c
 from exchange.events import DuplicateClientOrderId, OrderRegistered
-from exchange.ledger_feed import LedgerFeed
 from exchange.orders import OrderRecord
 from exchange.participants import Role
 from exchange.sequencer import Exchange
@@ -303,6 +304,20 @@ async def list_fills(
 
 
 LEDGER_WAIT_SECONDS = 0.5
+LEDGER_POLL_SECONDS = 0.01
+
+
+async def ledger_caught_up(request: Request, timeout: float) -> bool:
+    """Wait (briefly) until the ledger holds every command applied when the request came in,
+    so an answer never misses what the caller was already told."""
+    ledger: Ledger = request.app.state.ledger
+    target = exchange_of(request).core.last_sequence
+    deadline = time.monotonic() + timeout
+    while await run_in_threadpool(ledger.last_applied_sequence) < target:
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(LEDGER_POLL_SECONDS)
+    return True
 
 
 async def _ledger_fills(
@@ -310,11 +325,10 @@ async def _ledger_fills(
 ) -> dict[str, Any] | None:
     """Fills as the clearing ledger records them, once it has caught up with what this caller
     may just have been told; None when it cannot answer now."""
-    feed: LedgerFeed = request.app.state.ledger_feed
     ledger: Ledger = request.app.state.ledger
-    if not await feed.drain(LEDGER_WAIT_SECONDS):
-        return None
     try:
+        if not await ledger_caught_up(request, LEDGER_WAIT_SECONDS):
+            return None
         page = await run_in_threadpool(ledger.fills, participant_id, symbol, limit, before)
     except SQLAlchemyError:
         return None
@@ -378,10 +392,10 @@ async def statement(
     end_ns = 2**63 - 1 if end_ns is None else end_ns
     if start_ns > end_ns:
         raise ApiError("INVALID_REQUEST", "start must not be after end")
-    feed: LedgerFeed = request.app.state.ledger_feed
     ledger: Ledger = request.app.state.ledger
-    await feed.drain(LEDGER_WAIT_SECONDS)
     try:
+        await ledger_caught_up(request, LEDGER_WAIT_SECONDS)
+        as_of = await run_in_threadpool(ledger.last_applied_sequence)
         found = await run_in_threadpool(
             ledger.statement, participant.participant_id, start_ns, end_ns
         )
@@ -412,7 +426,7 @@ async def statement(
             "participant_id": participant.participant_id,
             "start": rfc3339(start_ns) if start is not None else None,
             "end": rfc3339(end_ns) if end is not None else None,
-            "as_of_sequence": feed.last_applied,
+            "as_of_sequence": as_of,
             "opening": _balances_view(found.opening),
             "closing": _balances_view(found.closing),
             "lines": lines,

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,3 +142,41 @@ def test_ledger_check_agrees_with_the_journal(
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "ok: true" in checked.stdout
     assert "VND 0" in checked.stdout
+
+
+def child_pids(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        children += [int(child) for child in text]
+    return children
+
+
+def test_trading_goes_on_when_the_ledger_process_dies_and_the_ledger_catches_up(
+    traded: tuple[Server, httpx.Client, httpx.Client],
+) -> None:
+    server, farm, buyer = traded
+    ledger_writers = [
+        pid
+        for pid in child_pids(server.process.pid)
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(ledger_writers) == 1, ledger_writers
+    os.kill(ledger_writers[0], signal.SIGKILL)
+    for _ in range(3):  # acknowledged while no ledger process runs
+        sell = {"symbol": SYMBOL, "side": "sell", "price": 60_000, "quantity": 1}
+        assert farm.post("/v1/orders", json=sell).status_code == 201
+        buy = {"symbol": SYMBOL, "side": "buy", "price": 60_000, "quantity": 1}
+        assert buyer.post("/v1/orders", json=buy).status_code == 201
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the writer is started again and replays the journal
+        statement = buyer.get("/v1/account/statement").json()
+        closing = {b["asset"]: (b["available"], b["reserved"]) for b in statement["closing"]}
+        if closing == balances(buyer):
+            break
+        sell = {"symbol": SYMBOL, "side": "sell", "price": 64_000, "quantity": 1}
+        farm.post("/v1/orders", json=sell)  # a new batch is what restarts the writer
+        time.sleep(1)
+    assert closing == balances(buyer)
+    fills = buyer.get("/v1/fills").json()["fills"]
+    assert len(fills) == 4
