@@ -301,3 +301,47 @@ class MarketStatusOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: Literal["ok"]
+
+
+class AuditTradeOut(BaseModel):
+    trade_id: str
+    sequence: int
+    time: str
+    symbol: str
+    price: int
+    quantity: int
+    notional_vnd: int
+    aggressor_side: SideName
+    buyer_participant_id: int
+    buy_order_id: str
+    seller_participant_id: int
+    sell_order_id: str
+    buyer_fee_vnd: int
+    seller_fee_vnd: int
+
+
+class AuditTradesOut(BaseModel):
+    trades: list[AuditTradeOut]
+    next_cursor: str | None
+
+
+class AuditEventOut(BaseModel):
+    sequence: int
+    time: str
+    time_ns: int
+    hash: str = Field(description="the record's SHA-256 chain hash, hex")
+    command: dict[str, Any] = Field(description="the journaled command, tagged by `type`")
+
+
+class AuditEventsOut(BaseModel):
+    events: list[AuditEventOut]
+    next_from_sequence: int | None
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    records: int
+    last_sequence: int
+    head_hash: str
+    first_bad_sequence: int | None
+    message: str

@@ -808,6 +808,39 @@ class Ledger:
         more = len(found) > len(page)
         return FillsPage(page, page[-1].trade_id if more else None)
 
+    def audit_trades(
+        self,
+        *,
+        symbol: str | None = None,
+        participant_id: int | None = None,
+        start_ns: int = 0,
+        end_ns: int = MAX_BALANCE,
+        from_sequence: int = 0,
+        to_sequence: int = MAX_BALANCE,
+        after_trade_id: int = 0,
+        limit: int = 1_000,
+    ) -> list[dict[str, Any]]:
+        """Trades with both sides, oldest first, `trade_id > after_trade_id` (keyset paging,
+        so a regulator's export of millions of rows is a series of small queries)."""
+        if not 0 < limit <= 10_000:
+            raise ValueError("limit must be 1..10,000")
+        self.ensure_ready()
+        t = trades_table.c
+        query = select(trades_table).where(
+            t.trade_id > after_trade_id,
+            t.time_ns >= start_ns,
+            t.time_ns < end_ns,
+            t.sequence >= from_sequence,
+            t.sequence <= to_sequence,
+        )
+        if symbol is not None:
+            query = query.where(t.symbol == symbol)
+        if participant_id is not None:
+            query = query.where((t.buyer_id == participant_id) | (t.seller_id == participant_id))
+        query = query.order_by(t.trade_id).limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
     def rows(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every table, in key order: for tests and audits of small ledgers."""
         self.ensure_ready()

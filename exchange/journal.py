@@ -775,14 +775,19 @@ def _try_truncate(fd: int, size: int) -> None:
 # Verification for regulators.
 
 
-def verify(directory: Path, *, anchor: tuple[int, bytes] | None = None) -> VerifyReport:
+def verify(
+    directory: Path,
+    *,
+    anchor: tuple[int, bytes] | None = None,
+    durable_through: int | None = None,
+) -> VerifyReport:
     """Check the whole journal read-only: CRCs, contiguity and the hash chain from genesis.
 
     With ``anchor=(sequence, hash)``, also check that the record at ``sequence`` still has the
     ``hash`` a regulator saved earlier: that catches a rewrite which recomputed every hash.
     Never modifies the directory; a torn tail is reported (``ok=False``, ``torn_tail=True``).
-    It takes no lock: run against a live journal it may catch a batch mid-write and report a
-    torn tail, so verify a stopped journal or a copy, or check again.
+    It takes no lock: on a live journal, pass ``durable_through`` (the writer's last durable
+    sequence): a batch caught mid-write after it is then not a failure.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -796,7 +801,8 @@ def verify(directory: Path, *, anchor: tuple[int, bytes] | None = None) -> Verif
         problem = _anchor_problem(scan, *anchor)
         if problem is not None:
             return _report(scan, False, anchor[0], problem)
-    if scan.torn_tail is not None:
+    writing = durable_through is not None and scan.last_sequence >= durable_through
+    if scan.torn_tail is not None and not writing:
         return _report(scan, False, scan.last_sequence + 1, _torn_tail_message(scan))
     message = f"ok: {scan.last_sequence} records, hash chain intact through sequence"
     message += f" {scan.last_sequence}"

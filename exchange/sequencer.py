@@ -17,6 +17,7 @@ by a separate process every `snapshot_every` records and by the exchange itself 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import time
 from collections import deque
@@ -29,7 +30,7 @@ import msgspec
 from exchange.commands import Command, decode_command, encode_command
 from exchange.core import ExchangeCore
 from exchange.events import Event
-from exchange.journal import GENESIS_HASH, MAX_PAYLOAD_BYTES, Journal
+from exchange.journal import GENESIS_HASH, MAX_PAYLOAD_BYTES, Journal, JournalRecord
 from exchange.marketdata import MarketData
 from exchange.snapshots import (
     Recovered,
@@ -167,6 +168,16 @@ class Exchange:
     @property
     def head_hash(self) -> bytes:
         return self._journal.head_hash if self._journal is not None else GENESIS_HASH
+
+    async def journal_records(self, from_sequence: int, limit: int) -> list[JournalRecord]:
+        """Up to `limit` durable journal records from `from_sequence`, read on the journal's
+        own thread (the journal is single-threaded), so reads and appends never interleave."""
+        journal = self._journal
+        if journal is None:
+            raise ExchangeStopped("the journal is closed")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._io, lambda: list(itertools.islice(journal.read(from_sequence), limit))
+        )
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Call `subscriber` with every batch of results, in order, before callers are answered.

@@ -1,0 +1,176 @@
+"""The regulator's reads: trades with both sides, the journal itself, and proof it is unaltered."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Server, start_server
+
+SYMBOL = "HOG-G1-HCM"
+OTHER = "HOG-G2-HCM"
+
+
+class Venue:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.operator = server.client(server.operator_key)
+        for symbol, reference in ((SYMBOL, 60_000), (OTHER, 56_000)):
+            self.operator.post(
+                "/v1/admin/instruments",
+                json={"symbol": symbol, "name": symbol, "kind": "live_hog", "lot_size": 1_000,
+                      "tick_size": 100, "reference_price": reference},
+            ).raise_for_status()  # fmt: skip
+        self.regulator = self.client_of(self.register("regulator", "regulator"))
+
+    def register(self, name: str, role: str) -> dict[str, Any]:
+        answer = self.operator.post("/v1/admin/participants", json={"name": name, "role": role})
+        answer.raise_for_status()
+        registered: dict[str, Any] = answer.json()
+        return registered
+
+    def client_of(self, participant: dict[str, Any]) -> httpx.Client:
+        return self.server.client(participant["api_key"])
+
+    def trader(self, name: str) -> tuple[int, httpx.Client]:
+        participant = self.register(name, "trader")
+        for asset, amount in (("VND", 10**12), (SYMBOL, 1_000), (OTHER, 1_000)):
+            self.operator.post(
+                "/v1/admin/deposits",
+                json={"participant_id": participant["participant_id"], "asset": asset,
+                      "amount": amount},
+            ).raise_for_status()  # fmt: skip
+        return participant["participant_id"], self.client_of(participant)
+
+
+@pytest.fixture
+def venue(tmp_path: Path) -> Iterator[Venue]:
+    server = start_server(tmp_path / "data")
+    try:
+        yield Venue(server)
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+
+
+def trade(seller: httpx.Client, buyer: httpx.Client, symbol: str, price: int) -> dict[str, Any]:
+    order = {"symbol": symbol, "price": price, "quantity": 2}
+    sold = seller.post("/v1/orders", json={**order, "side": "sell"}).json()
+    bought = buyer.post("/v1/orders", json={**order, "side": "buy"}).json()
+    assert bought["status"] == "filled", bought
+    return {"sell": sold["order_id"], "buy": bought["order_id"]}
+
+
+def test_audit_trades_name_both_sides_and_filter_by_symbol_and_participant(venue: Venue) -> None:
+    farm_id, farm = venue.trader("farm")
+    buyer_id, buyer = venue.trader("buyer")
+    other_id, other = venue.trader("other")
+    first = trade(farm, buyer, SYMBOL, 60_000)
+    trade(other, buyer, OTHER, 56_000)
+    trades = venue.regulator.get("/v1/audit/trades").json()["trades"]
+    assert len(trades) == 2
+    assert trades[0] | {"trade_id": "", "sequence": 0, "time": ""} == {
+        "trade_id": "", "sequence": 0, "time": "", "symbol": SYMBOL, "price": 60_000,
+        "quantity": 2, "notional_vnd": 120_000_000, "aggressor_side": "buy",
+        "buyer_participant_id": buyer_id, "buy_order_id": first["buy"],
+        "seller_participant_id": farm_id, "sell_order_id": first["sell"],
+        "buyer_fee_vnd": 0, "seller_fee_vnd": 0,
+    }  # fmt: skip
+    by_symbol = venue.regulator.get("/v1/audit/trades", params={"symbol": OTHER}).json()
+    assert [t["symbol"] for t in by_symbol["trades"]] == [OTHER]
+    by_participant = venue.regulator.get("/v1/audit/trades", params={"participant_id": other_id})
+    assert [t["seller_participant_id"] for t in by_participant.json()["trades"]] == [other_id]
+    sequence = trades[1]["sequence"]
+    by_sequence = venue.regulator.get("/v1/audit/trades", params={"from_sequence": sequence})
+    assert [t["trade_id"] for t in by_sequence.json()["trades"]] == [trades[1]["trade_id"]]
+
+
+def test_audit_trades_page_and_export_the_same_rows_as_csv(venue: Venue) -> None:
+    _, farm = venue.trader("farm")
+    _, buyer = venue.trader("buyer")
+    for n in range(7):
+        trade(farm, buyer, SYMBOL, 60_000 + 100 * n)
+    pages, params = [], {"limit": 3}
+    while True:
+        body = venue.regulator.get("/v1/audit/trades", params=params).json()
+        pages.append(body["trades"])
+        if body["next_cursor"] is None:
+            break
+        params["cursor"] = body["next_cursor"]
+    assert [len(page) for page in pages] == [3, 3, 1]
+    rows = [t for page in pages for t in page]
+    answer = venue.regulator.get("/v1/audit/trades", headers={"Accept": "text/csv"})
+    assert answer.headers["content-type"].startswith("text/csv")
+    exported = list(csv.DictReader(io.StringIO(answer.text)))
+    assert exported == [{key: str(value) for key, value in row.items()} for row in rows]
+
+
+def test_audit_events_are_the_journal_in_order_with_named_fields(venue: Venue) -> None:
+    _, farm = venue.trader("farm")
+    _, buyer = venue.trader("buyer")
+    trade(farm, buyer, SYMBOL, 60_000)
+    events, params = [], {"from_sequence": 1, "limit": 4}
+    while True:
+        body = venue.regulator.get("/v1/audit/events", params=params).json()
+        events += body["events"]
+        if body["next_from_sequence"] is None:
+            break
+        params["from_sequence"] = body["next_from_sequence"]
+    assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
+    types = [e["command"]["type"] for e in events]
+    assert types[:2] == ["register_participant", "list_instrument"]  # the operator came first
+    assert events[0]["command"]["role"] == "operator"
+    placed = [e["command"] for e in events if e["command"]["type"] == "place_order"]
+    assert [(c["side"], c["price"], c["quantity"]) for c in placed] == [
+        ("sell", 60_000, 2),
+        ("buy", 60_000, 2),
+    ]
+    verified = venue.regulator.get("/v1/audit/verify").json()
+    assert verified["head_hash"] == events[-1]["hash"]
+
+
+def test_verify_proves_the_chain_and_checks_an_anchor_kept_outside(venue: Venue) -> None:
+    _, farm = venue.trader("farm")
+    _, buyer = venue.trader("buyer")
+    trade(farm, buyer, SYMBOL, 60_000)
+    report = venue.regulator.get("/v1/audit/verify").json()
+    assert report["ok"] and report["first_bad_sequence"] is None
+    assert report["records"] == report["last_sequence"] > 5
+    anchor = {"anchor_sequence": report["last_sequence"], "anchor_hash": report["head_hash"]}
+    trade(farm, buyer, SYMBOL, 60_100)  # the journal grows; the old head must still be in it
+    assert venue.regulator.get("/v1/audit/verify", params=anchor).json()["ok"]
+    forged = {**anchor, "anchor_hash": "0" * 64}
+    rejected = venue.regulator.get("/v1/audit/verify", params=forged).json()
+    assert not rejected["ok"] and rejected["first_bad_sequence"] == anchor["anchor_sequence"]
+
+
+def test_an_altered_record_is_detected_and_named_while_reads_go_on(venue: Venue) -> None:
+    _, farm = venue.trader("farm")
+    _, buyer = venue.trader("buyer")
+    trade(farm, buyer, SYMBOL, 60_000)
+    events = venue.regulator.get("/v1/audit/events", params={"limit": 1000}).json()["events"]
+    target = next(e for e in events if e["command"]["type"] == "place_order")
+    segment = next((venue.server.data_dir / "journal").glob("journal-*.seg"))
+    data = bytearray(segment.read_bytes())
+    offset = data.find(b"place_order")  # inside the payload of the first order
+    assert offset > 0
+    data[offset] ^= 0x20  # place_order -> Place_order
+    segment.write_bytes(bytes(data))
+    report = venue.regulator.get("/v1/audit/verify").json()
+    assert not report["ok"]
+    assert report["first_bad_sequence"] == target["sequence"]
+    assert venue.regulator.get(f"/v1/markets/{SYMBOL}/book").status_code == 200
+
+
+def test_audit_routes_are_for_regulators_only(venue: Venue) -> None:
+    _, farm = venue.trader("farm")
+    for path in ("/v1/audit/trades", "/v1/audit/events", "/v1/audit/verify"):
+        assert farm.get(path).status_code == 403
+        assert venue.operator.get(path).status_code == 403
+        assert httpx.get(venue.server.url + path).status_code == 401
