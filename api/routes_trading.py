@@ -451,7 +451,7 @@ def _csv(lines: list[dict[str, Any]]) -> Response:
 
 
 def _fill_view(trade_id: int, record: OrderRecord) -> dict[str, Any]:
-    fill = next(f for f in record.fills if f.trade_id == trade_id)
+    fill = next(f for f in record.fills or () if f.trade_id == trade_id)
     return {
         "trade_id": str(trade_id),
         "order_id": str(record.order_id),

@@ -40,7 +40,7 @@ def order_view(record: OrderRecord, sequence: int | None = None) -> dict[str, An
                 "fee_vnd": fill.fee_vnd,
                 "time": rfc3339(fill.time_ns),
             }
-            for fill in record.fills
+            for fill in record.fills or ()
         ],
     }
 

@@ -278,7 +278,7 @@ class ExchangeCore:
         if hold_event is None:
             return _rejected("INSUFFICIENT_FUNDS", _short_of(command.side, symbol))
 
-        engine_events = book.place(request)
+        engine_events = book.place(request, validated=True)
         if type(engine_events[0]) is OrderRejected:  # post-only would take: undo the hold
             self.risk.release(order_id)
             return cast(list[Event], engine_events)
@@ -490,7 +490,10 @@ class ExchangeCore:
             self.last_sequence,
             self.last_time_ns,
         )
-        record.fills += (fill,)  # a tuple of untracked structs stays out of the GC's way
+        if record.fills is None:
+            record.fills = [fill]
+        else:
+            record.fills.append(fill)
         fills = self.fills_by_participant.get(record.participant_id)
         if fills is None:
             fills = self.fills_by_participant[record.participant_id] = []
@@ -559,7 +562,7 @@ class ExchangeCore:
                 )
             core.orders_by_participant.setdefault(record.participant_id, []).append(record.order_id)
             fills = core.fills_by_participant.setdefault(record.participant_id, [])
-            fills.extend((fill.trade_id, record.order_id) for fill in record.fills)
+            fills.extend((fill.trade_id, record.order_id) for fill in record.fills or ())
         for fills in core.fills_by_participant.values():
             fills.sort()  # trade ids increase with time: back to trade order
         return core

@@ -64,7 +64,7 @@ class OrderRecord(msgspec.Struct, array_like=True, gc=False):
     filled_quantity: int = 0
     cancel_reason: str | None = None
     updated_sequence: int = 0
-    fills: tuple[Fill, ...] = ()
+    fills: list[Fill] | None = None  # created at the first fill: most orders never get one
 
     @property
     def remaining_quantity(self) -> int:

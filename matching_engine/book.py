@@ -106,9 +106,13 @@ class OrderBook:
 
     # ------------------------------------------------------------------ commands
 
-    def place(self, request: OrderRequest) -> list[EngineEvent]:
-        """Validate, match and rest (or cancel) one new order."""
-        code = self.validate(request)
+    def place(self, request: OrderRequest, *, validated: bool = False) -> list[EngineEvent]:
+        """Validate, match and rest (or cancel) one new order.
+
+        `validated=True` skips `validate()` for a caller that has just called it (the exchange
+        does, to hold funds only for orders the book accepts); post-only is checked here.
+        """
+        code = None if validated else self.validate(request)
         side = request.side
         price = request.price
         quantity = request.quantity
