@@ -45,7 +45,7 @@ from api.schemas import (
     StatementOut,
 )
 from api.views import order_view, rfc3339
-from clearing.ledger import Ledger
+from clearing.ledger import FillRow, Ledger
 from exchange import commands as c
 from exchange.events import DuplicateClientOrderId, OrderRegistered
 from exchange.orders import OrderRecord
@@ -299,7 +299,10 @@ async def list_fills(
     )
     page, next_cursor = take_page(wanted, limit, lambda item: item[0])
     return json_response(
-        {"fills": [_fill_view(*item) for item in page], "next_cursor": next_cursor}
+        {
+            "fills": [_fill_view(_remembered_fill(*item)) for item in page],
+            "next_cursor": next_cursor,
+        }
     )
 
 
@@ -333,21 +336,7 @@ async def _ledger_fills(
     except SQLAlchemyError:
         return None
     return {
-        "fills": [
-            {
-                "trade_id": str(fill.trade_id),
-                "order_id": str(fill.order_id),
-                "symbol": fill.symbol,
-                "side": fill.side,
-                "price": fill.price,
-                "quantity": fill.quantity,
-                "liquidity": fill.liquidity,
-                "fee_vnd": fill.fee_vnd,
-                "time": rfc3339(fill.time_ns),
-                "sequence": fill.sequence,
-            }
-            for fill in page.fills
-        ],
+        "fills": [_fill_view(fill) for fill in page.fills],
         "next_cursor": None if page.next_cursor is None else encode_cursor(page.next_cursor),
     }
 
@@ -450,16 +439,32 @@ def _csv(lines: list[dict[str, Any]]) -> Response:
     return Response(out.getvalue(), media_type="text/csv")
 
 
-def _fill_view(trade_id: int, record: OrderRecord) -> dict[str, Any]:
+def _remembered_fill(trade_id: int, record: OrderRecord) -> FillRow:
+    """One fill as the core remembers it, in the ledger's shape."""
     fill = next(f for f in record.fills or () if f.trade_id == trade_id)
+    return FillRow(
+        trade_id,
+        record.order_id,
+        record.symbol,
+        record.side.value,
+        fill.price,
+        fill.quantity,
+        fill.liquidity.value,
+        fill.fee_vnd,
+        fill.sequence,
+        fill.time_ns,
+    )
+
+
+def _fill_view(fill: FillRow) -> dict[str, Any]:
     return {
-        "trade_id": str(trade_id),
-        "order_id": str(record.order_id),
-        "symbol": record.symbol,
-        "side": record.side.value,
+        "trade_id": str(fill.trade_id),
+        "order_id": str(fill.order_id),
+        "symbol": fill.symbol,
+        "side": fill.side,
         "price": fill.price,
         "quantity": fill.quantity,
-        "liquidity": fill.liquidity.value,
+        "liquidity": fill.liquidity,
         "fee_vnd": fill.fee_vnd,
         "time": rfc3339(fill.time_ns),
         "sequence": fill.sequence,

@@ -17,6 +17,25 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+POSTGRES_USERS = ("postgres", "root")  # trust auth on this machine and in CI
+
+
+def postgres_server() -> str | None:
+    """A URL of the local PostgreSQL server's maintenance database, or None if unreachable."""
+    from sqlalchemy import create_engine, text
+
+    for user in POSTGRES_USERS:
+        url = f"postgresql+psycopg://{user}@127.0.0.1:5432/postgres"
+        engine = create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return url
+        except Exception:
+            continue
+        finally:
+            engine.dispose()
+    return None
 
 
 def free_port() -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from conftest import postgres_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
@@ -50,27 +51,10 @@ from exchange.snapshots import build_snapshot, journal_dir
 from matching_engine import OrderType, Side
 
 T0_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
-POSTGRES_USERS = ("postgres", "root")
 AVAILABLE, RESERVED, EXTERNAL = AccountKind.AVAILABLE, AccountKind.RESERVED, AccountKind.EXTERNAL
 
 # ------------------------------------------------------------------------------------------------
 # Databases: a fresh, empty one for every ledger a test opens.
-
-
-def postgres_server() -> str | None:
-    """A URL of the local PostgreSQL server's maintenance database, or None if unreachable."""
-    for user in POSTGRES_USERS:
-        url = f"postgresql+psycopg://{user}@127.0.0.1:5432/postgres"
-        engine = create_engine(url, connect_args={"connect_timeout": 3})
-        try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            return url
-        except Exception:
-            continue
-        finally:
-            engine.dispose()
-    return None
 
 
 class Databases:

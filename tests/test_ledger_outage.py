@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import postgres_server
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -36,26 +37,10 @@ from exchange.ledger_feed import LedgerFeed, balances_of, check_ledger, replay_i
 from exchange.sequencer import Exchange
 
 REPO = Path(__file__).resolve().parents[1]
-POSTGRES_USERS = ("postgres", "root")
 NEVER = 10**12  # a snapshot_every that never comes due
 
 # ------------------------------------------------------------------------------------------------
 # Databases that can be taken away and given back.
-
-
-def postgres_server() -> str | None:
-    for user in POSTGRES_USERS:
-        url = f"postgresql+psycopg://{user}@127.0.0.1:5432/postgres"
-        engine = create_engine(url, connect_args={"connect_timeout": 3})
-        try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            return url
-        except Exception:
-            continue
-        finally:
-            engine.dispose()
-    return None
 
 
 class Database:
