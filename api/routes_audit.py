@@ -24,11 +24,12 @@ from api.common import (
     error_responses,
     exchange_of,
     json_response,
+    parse_order_id,
     parse_time_ns,
 )
 from api.errors import ApiError
 from api.routes_trading import LEDGER_WAIT_SECONDS, ledger_caught_up
-from api.schemas import AuditEventsOut, AuditTradesOut, VerifyOut
+from api.schemas import AuditEventsOut, AuditOrderOut, AuditTradesOut, VerifyOut
 from clearing.ledger import Ledger
 from exchange.commands import Command, decode_command
 from exchange.journal import verify
@@ -184,6 +185,41 @@ async def audit_events(
     last = records[-1].sequence if records else from_sequence - 1
     more = last < exchange.core.last_sequence
     return json_response({"events": events, "next_from_sequence": last + 1 if more else None})
+
+
+@router.get(
+    "/v1/audit/orders/{order_id}",
+    summary="An order's whole life: every event with its sequence, time and command",
+    responses={200: {"model": AuditOrderOut}, **error_responses(401, 403, 404, 429)},
+)
+async def audit_order(request: Request, order_id: str) -> Response:
+    caller(request, REGULATOR)
+    exchange = exchange_of(request)
+    number = parse_order_id(order_id)
+    history = exchange.audit.history(number)
+    record = exchange.core.orders.get(number)
+    if history is None or record is None:
+        raise ApiError("ORDER_NOT_FOUND", f"no order {order_id[:40]}")
+    return json_response(
+        {
+            "order_id": str(number),
+            "participant_id": record.participant_id,
+            "symbol": record.symbol,
+            "client_order_id": record.client_order_id,
+            "status": record.status.value,
+            "events": [
+                {
+                    "sequence": entry.sequence,
+                    "time": rfc3339(entry.time_ns),
+                    "time_ns": entry.time_ns,
+                    "kind": entry.kind,
+                    "command": entry.command,
+                    "details": entry.details,
+                }
+                for entry in history
+            ],
+        }
+    )
 
 
 def _command_view(command: Command) -> dict[str, Any]:

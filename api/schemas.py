@@ -345,3 +345,30 @@ class VerifyOut(BaseModel):
     head_hash: str
     first_bad_sequence: int | None
     message: str
+
+
+class AuditOrderEventOut(BaseModel):
+    sequence: int
+    time: str
+    time_ns: int
+    kind: Literal[
+        "registered",
+        "funds_held",
+        "accepted",
+        "amended",
+        "fill",
+        "funds_released",
+        "cancelled",
+        "expired",
+    ]
+    command: str = Field(description="the type of the journaled command that caused it")
+    details: dict[str, Any] = Field(description="the event's own fields")
+
+
+class AuditOrderOut(BaseModel):
+    order_id: str
+    participant_id: int
+    symbol: str
+    client_order_id: str | None
+    status: Literal["new", "partially_filled", "filled", "cancelled", "expired"]
+    events: list[AuditOrderEventOut]

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import msgspec
 
+from exchange.audit import AuditTrail
 from exchange.commands import Command, decode_command, encode_command
 from exchange.core import ExchangeCore
 from exchange.events import Event
@@ -91,6 +92,7 @@ class Exchange:
         self.data_dir = Path(data_dir)
         self.core = ExchangeCore()
         self.market_data = MarketData()
+        self.audit = AuditTrail()
         self._fsync = fsync
         self._snapshot_every = snapshot_every
         self._clock = clock
@@ -128,6 +130,7 @@ class Exchange:
         assert recovered.core.last_sequence == journal.last_sequence
         self.core = recovered.core
         self.market_data = recovered.market_data
+        self.audit = recovered.audit
         self._last_snapshot_sequence = recovered.snapshot_sequence
         self.recovery = RecoveryReport(
             recovered.snapshot_sequence,
@@ -153,7 +156,7 @@ class Exchange:
         journal = self._journal
         if journal is not None:
             if snapshot and self._failure is None and self.core.last_sequence > 0:
-                body = SnapshotBody(self.core.state(), self.market_data.state())
+                body = SnapshotBody(self.core.state(), self.market_data.state(), self.audit.state())
                 await asyncio.get_running_loop().run_in_executor(
                     self._io, write_snapshot, self.data_dir, body, journal.head_hash
                 )
@@ -244,9 +247,10 @@ class Exchange:
             self._maybe_snapshot()
 
     def _publish(self, results: list[CommandResult]) -> None:
-        market_data = self.market_data
+        market_data, audit = self.market_data, self.audit
         for result in results:
             market_data.observe(result.sequence, result.time_ns, result.events)
+            audit.observe(result.sequence, result.time_ns, result.command, result.events)
         for subscriber in self._subscribers:
             try:
                 subscriber(results)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import msgspec
 
+from exchange.audit import AuditState, AuditTrail
 from exchange.commands import decode_command
 from exchange.core import CoreState, ExchangeCore
 from exchange.journal import GENESIS_HASH, JournalRecord, read_committed
@@ -53,6 +54,7 @@ class SnapshotBody(msgspec.Struct, frozen=True):
 
     core: CoreState
     market_data: MarketDataState
+    audit: AuditState
 
 
 class SnapshotInfo(msgspec.Struct, frozen=True):
@@ -139,10 +141,12 @@ class Recovered:
                 MarketData(),
                 GENESIS_HASH,
             )
+            self.audit = AuditTrail()
         else:
             info, body = snapshot
             self.core = ExchangeCore.from_state(body.core)
             self.market_data = MarketData.from_state(body.market_data)
+            self.audit = AuditTrail.from_state(body.audit)
             self.journal_hash = info.journal_hash
         self.snapshot_sequence = self.core.last_sequence
 
@@ -166,7 +170,7 @@ class Recovered:
         return cls()
 
     def snapshot(self) -> SnapshotBody:
-        return SnapshotBody(self.core.state(), self.market_data.state())
+        return SnapshotBody(self.core.state(), self.market_data.state(), self.audit.state())
 
     def catch_up(
         self, records: Iterator[JournalRecord], progress: Callable[[int], None] | None = None
@@ -185,8 +189,10 @@ class Recovered:
                         f"the snapshot at sequence {record.sequence} does not match the journal"
                     )
                 continue
-            events = core.apply(decode_command(record.payload), record.sequence, record.time_ns)
+            command = decode_command(record.payload)
+            events = core.apply(command, record.sequence, record.time_ns)
             market_data.observe(record.sequence, record.time_ns, events)
+            self.audit.observe(record.sequence, record.time_ns, command, events)
             self.journal_hash = record.hash
             applied += 1
             if progress is not None and applied % PROGRESS_EVERY == 0:

@@ -174,3 +174,61 @@ def test_audit_routes_are_for_regulators_only(venue: Venue) -> None:
         assert farm.get(path).status_code == 403
         assert venue.operator.get(path).status_code == 403
         assert httpx.get(venue.server.url + path).status_code == 401
+
+
+def test_an_orders_life_is_told_event_by_event(venue: Venue) -> None:
+    farm_id, farm = venue.trader("farm")
+    _, buyer = venue.trader("buyer")
+    rest = {"symbol": SYMBOL, "side": "sell", "price": 60_500, "quantity": 5}
+    order = farm.post("/v1/orders", json={**rest, "client_order_id": "lot-7"}).json()
+    farm.patch(f"/v1/orders/{order['order_id']}", json={"quantity": 4})
+    take = {"symbol": SYMBOL, "side": "buy", "price": 60_500, "quantity": 3}
+    taker = buyer.post("/v1/orders", json=take).json()
+    farm.delete(f"/v1/orders/{order['order_id']}")
+    life = venue.regulator.get(f"/v1/audit/orders/{order['order_id']}").json()
+    assert (life["participant_id"], life["client_order_id"], life["status"]) == (
+        farm_id,
+        "lot-7",
+        "cancelled",
+    )
+    kinds = [(e["kind"], e["command"]) for e in life["events"]]
+    assert kinds == [
+        ("registered", "place_order"),
+        ("funds_held", "place_order"),
+        ("accepted", "place_order"),
+        ("funds_released", "amend_order"),  # 5 -> 4 lots: one lot back
+        ("amended", "amend_order"),
+        ("fill", "place_order"),  # the buyer's order took 3 lots
+        ("cancelled", "cancel_order"),
+        ("funds_released", "cancel_order"),
+    ]
+    fill = life["events"][5]["details"]
+    assert (fill["price"], fill["quantity"], fill["liquidity"]) == (60_500, 3, "maker")
+    assert fill["taker_order_id"] == int(taker["order_id"])
+    assert life["events"][6]["details"]["reason"] == "REQUESTED"
+    sequences = [e["sequence"] for e in life["events"]]
+    assert sequences == sorted(sequences)
+
+
+def test_an_unknown_order_has_no_audit_trail(venue: Venue) -> None:
+    for raw in ("999999", "abc"):
+        answer = venue.regulator.get(f"/v1/audit/orders/{raw}")
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "ORDER_NOT_FOUND"
+
+
+def test_an_orders_life_survives_a_restart(venue: Venue) -> None:
+    _, farm = venue.trader("farm")
+    order = farm.post(
+        "/v1/orders", json={"symbol": SYMBOL, "side": "sell", "price": 60_500, "quantity": 5}
+    ).json()
+    before = venue.regulator.get(f"/v1/audit/orders/{order['order_id']}").json()
+    key = venue.regulator.headers["authorization"].split()[1]
+    server = venue.server
+    assert server.stop()
+    again = start_server(server.data_dir, operator_key=server.operator_key)
+    try:
+        with again.client(key) as regulator:
+            after = regulator.get(f"/v1/audit/orders/{order['order_id']}").json()
+    finally:
+        assert again.stop()
+    assert after == before
