@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import queue as queue_module
 import time
 from multiprocessing.context import SpawnProcess
@@ -31,11 +32,12 @@ log = logging.getLogger("hogx.ledger")
 
 MAX_PENDING_BATCHES = 10_000
 RESTART_BACKOFF_SECONDS = 5.0
+PARENT_CHECK_SECONDS = 1.0
 _decoder = msgspec.msgpack.Decoder(list[CommandResult])
 _encoder = msgspec.msgpack.Encoder()
 
 
-def _child_main(data_dir: str, url: str, inbox: Any, start_sequence: int) -> None:
+def _child_main(data_dir: str, url: str, inbox: Any, start_sequence: int, parent_pid: int) -> None:
     """The child: a `LedgerFeed` fed from the parent's queue until it sends None."""
     from clearing.ledger import Ledger
     from exchange.ledger_feed import LedgerFeed
@@ -46,7 +48,16 @@ def _child_main(data_dir: str, url: str, inbox: Any, start_sequence: int) -> Non
     feed.start(start_sequence)
     try:
         while True:
-            item = inbox.get()
+            try:
+                item = inbox.get(timeout=PARENT_CHECK_SECONDS)
+            except queue_module.Empty:
+                # The queue never reports a dead parent (this process holds a writing end of
+                # it too): a server killed outright would leave this one waiting for ever.
+                # What it had not written yet, the next server's ledger process replays.
+                if os.getppid() != parent_pid:
+                    log.warning("the server is gone; stopping")
+                    return
+                continue
             if item is None:
                 break
             feed(_decoder.decode(item))
@@ -79,7 +90,13 @@ class LedgerProcess:
         self._inbox = self._context.Queue()
         self._child = self._context.Process(
             target=_child_main,
-            args=(str(self.data_dir), self.database_url, self._inbox, self._last_sequence),
+            args=(
+                str(self.data_dir),
+                self.database_url,
+                self._inbox,
+                self._last_sequence,
+                os.getpid(),  # the child may start after we died: compare with this, not 1
+            ),
             name="hogx-ledger",
             daemon=True,
         )

@@ -180,3 +180,23 @@ def test_trading_goes_on_when_the_ledger_process_dies_and_the_ledger_catches_up(
     assert closing == balances(buyer)
     fills = buyer.get("/v1/fills").json()["fills"]
     assert len(fills) == 4
+
+
+def test_the_ledger_process_ends_when_the_server_is_killed(
+    traded: tuple[Server, httpx.Client, httpx.Client],
+) -> None:
+    server, _, _ = traded
+    writers = [
+        pid
+        for pid in child_pids(server.process.pid)
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(writers) == 1
+    server.process.kill()  # no shutdown at all: the writer must notice by itself
+    server.process.wait()
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{writers[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = Path(f"/proc/{writers[0]}").exists()
+    status = Path(f"/proc/{writers[0]}/status").read_text() if alive else ""
+    assert not alive or "zombie" in status, "an orphaned ledger process outlived its server"
