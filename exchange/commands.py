@@ -12,6 +12,7 @@ import msgspec
 
 from exchange.instruments import Instrument
 from exchange.participants import Role
+from exchange.surveillance_config import SurveillanceConfig
 from matching_engine import OrderType, Side, TimeInForce
 
 SCHEMA_VERSION = 1
@@ -93,6 +94,13 @@ class ExpireDayOrders(_Command, frozen=True, tag="expire_day_orders"):
     actor_id: int = 0
 
 
+class ConfigureSurveillance(_Command, frozen=True, tag="configure_surveillance"):
+    """The surveillance thresholds and participant links in force from this sequence on."""
+
+    config: SurveillanceConfig
+    actor_id: int = 0
+
+
 Command = (
     RegisterParticipant
     | ListInstrument
@@ -104,6 +112,7 @@ Command = (
     | HaltMarket
     | ResumeMarket
     | ExpireDayOrders
+    | ConfigureSurveillance
 )
 
 

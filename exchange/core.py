@@ -132,6 +132,7 @@ class ExchangeCore:
             c.HaltMarket: self._halt,
             c.ResumeMarket: self._resume,
             c.ExpireDayOrders: self._expire_day_orders,
+            c.ConfigureSurveillance: self._configure_surveillance,
         }
 
     # ------------------------------------------------------------------ the one entry point
@@ -224,6 +225,11 @@ class ExchangeCore:
         events: list[Event] = []
         self._absorb(market.book.expire_day_orders(), market, events)
         return events
+
+    def _configure_surveillance(self, command: c.ConfigureSurveillance) -> list[Event]:
+        """Surveillance is a projection: the core only refuses an unusable config."""
+        problem = command.config.problem()
+        return [] if problem is None else _rejected("INVALID_REQUEST", problem)
 
     # ------------------------------------------------------------------ orders
 
