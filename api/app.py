@@ -33,9 +33,12 @@ from clearing.ledger import Ledger, default_database_url
 from exchange import commands as c
 from exchange.demo import demo_participants, order_flow, setup_commands
 from exchange.feed import FeedHub
+from exchange.heads import DailyHeads, publish_forever
 from exchange.ledger_process import LedgerProcess
 from exchange.participants import Role
 from exchange.sequencer import Exchange
+from exchange.snapshots import journal_dir
+from exchange.timetravel import BookHistory
 
 DEMO_KEYS_FILE = "demo-keys.json"
 DEMO_ORDERS = 120
@@ -115,6 +118,8 @@ def create_app(settings: Settings) -> FastAPI:
     database_url = settings.database_url or default_database_url(settings.data_dir)
     ledger = Ledger(database_url)
     ledger_process = LedgerProcess(settings.data_dir, database_url)
+    book_history = BookHistory(settings.data_dir)  # past books for regulators, by replay
+    daily_heads = DailyHeads(settings.data_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -138,10 +143,17 @@ def create_app(settings: Settings) -> FastAPI:
         gc.collect()
         gc.freeze()  # what start-up built lives for good: keep it out of every collection
         flusher = asyncio.create_task(flush_forever(hub, settings.feed_window_s))
+        heads_publisher = asyncio.create_task(
+            publish_forever(
+                daily_heads, journal_dir(settings.data_dir), lambda: exchange.core.last_sequence
+            )
+        )
         try:
             yield
         finally:
             flusher.cancel()
+            heads_publisher.cancel()
+            book_history.close()
             await exchange.stop()
             await ledger_process.stop()  # what it could not write, it catches up next time
             ledger.close()
@@ -161,6 +173,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.rate_limiter = limiter
     app.state.feed = hub
     app.state.ledger = ledger
+    app.state.book_history = book_history
+    app.state.daily_heads = daily_heads
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(OrderEntryFastPath, exchange=exchange, limiter=limiter)  # outermost

@@ -29,13 +29,22 @@ from api.common import (
 )
 from api.errors import ApiError
 from api.routes_trading import LEDGER_WAIT_SECONDS, ledger_caught_up
-from api.schemas import AuditEventsOut, AuditOrderOut, AuditTradesOut, VerifyOut
+from api.schemas import (
+    AuditEventsOut,
+    AuditOrderOut,
+    AuditTradesOut,
+    DayHeadsOut,
+    PastBookOut,
+    VerifyOut,
+)
 from clearing.ledger import Ledger
 from exchange.commands import Command, decode_command
+from exchange.heads import DailyHeads
 from exchange.journal import verify
 from exchange.participants import Role
 from exchange.snapshots import journal_dir
 from exchange.times import rfc3339
+from exchange.timetravel import BookHistory, NotListedThen, PastBook
 
 router = APIRouter(tags=["audit"])
 REGULATOR = Role.REGULATOR
@@ -260,5 +269,96 @@ async def audit_verify(
             "head_hash": report.head_hash,
             "first_bad_sequence": report.first_bad_sequence,
             "message": report.message,
+        }
+    )
+
+
+@router.get(
+    "/v1/audit/book",
+    summary="The order book as it stood after any sequence number, rebuilt by replay",
+    description="Replays the journal from the nearest snapshot at or below `sequence` (or from "
+    "the start) through the same core the live market ran, so it is exactly what traders saw "
+    "after that record. `orders=true` adds the resting orders behind the levels, with their "
+    "participants, in priority order.",
+    responses={200: {"model": PastBookOut}, **error_responses(400, 401, 403, 404, 422, 429)},
+)
+async def audit_book(
+    request: Request,
+    symbol: str = Query(max_length=32),
+    sequence: int = Query(ge=0, le=MAX_SEQUENCE),
+    depth: int = Query(default=10, ge=1, le=1_000),
+    orders: bool = Query(default=False),
+) -> Response:
+    caller(request, REGULATOR)
+    exchange = exchange_of(request)
+    if sequence > exchange.core.last_sequence:
+        raise ApiError(
+            "SEQUENCE_NOT_REACHED",
+            f"sequence {sequence} is after the last one, {exchange.core.last_sequence}",
+        )
+    history: BookHistory = request.app.state.book_history
+    try:
+        past = await history.book_at(symbol, sequence, depth, orders)
+    except NotListedThen:
+        raise ApiError(
+            "UNKNOWN_INSTRUMENT", f"{symbol[:40]!r} was not listed at sequence {sequence}", 404
+        ) from None
+    return json_response(_past_book_view(past))
+
+
+def _past_book_view(past: PastBook) -> dict[str, Any]:
+    def orders(rows: list[tuple[int, int, int, int]]) -> list[dict[str, Any]]:
+        return [
+            {
+                "order_id": str(order_id),
+                "participant_id": participant_id,
+                "price": price,
+                "remaining_quantity": remaining,
+            }
+            for order_id, participant_id, price, remaining in rows
+        ]
+
+    return {
+        "symbol": past.symbol,
+        "sequence": past.sequence,
+        "time": rfc3339(past.time_ns),
+        "halted": past.halted,
+        "bids": [list(level) for level in past.bids],
+        "asks": [list(level) for level in past.asks],
+        "bid_orders": orders(past.bid_orders),
+        "ask_orders": orders(past.ask_orders),
+    }
+
+
+@router.get(
+    "/v1/audit/heads",
+    summary="The journal's published head hash at the end of each trading day",
+    description="One entry per Vietnam (UTC+7) day with records, published once the day is "
+    "over. Keep them outside the exchange; `GET /v1/audit/verify?anchor_sequence=&anchor_hash=` "
+    "later proves the journal still agrees with any of them.",
+    responses={200: {"model": DayHeadsOut}, **error_responses(401, 403, 422, 429)},
+)
+async def audit_heads(
+    request: Request,
+    from_date: str | None = Query(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$"),
+    to_date: str | None = Query(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$"),
+) -> Response:
+    caller(request, REGULATOR)
+    heads: DailyHeads = request.app.state.daily_heads
+    return json_response(
+        {
+            "heads": [
+                {
+                    "date": head.date,
+                    "first_sequence": head.first_sequence,
+                    "last_sequence": head.last_sequence,
+                    "records": head.records,
+                    "head_hash": head.head_hash,
+                    "time": rfc3339(head.time_ns),
+                }
+                for head in heads.heads
+                if (from_date is None or head.date >= from_date)
+                and (to_date is None or head.date <= to_date)
+            ]
         }
     )

@@ -347,6 +347,39 @@ class VerifyOut(BaseModel):
     message: str
 
 
+class RestingOrderOut(BaseModel):
+    order_id: str
+    participant_id: int
+    price: int
+    remaining_quantity: int
+
+
+class PastBookOut(BaseModel):
+    symbol: str
+    sequence: int
+    time: str = Field(description="time stamp of the record at `sequence`")
+    halted: bool
+    bids: list[list[int]] = Field(description="[price, total quantity, order count], best first")
+    asks: list[list[int]] = Field(description="[price, total quantity, order count], best first")
+    bid_orders: list[RestingOrderOut] = Field(
+        description="with `orders=true`: the resting orders behind the levels, in priority order"
+    )
+    ask_orders: list[RestingOrderOut]
+
+
+class DayHeadOut(BaseModel):
+    date: str = Field(description="the trading day, Vietnam time (UTC+7)")
+    first_sequence: int
+    last_sequence: int
+    records: int
+    head_hash: str = Field(description="chain hash of record `last_sequence`, hex")
+    time: str
+
+
+class DayHeadsOut(BaseModel):
+    heads: list[DayHeadOut]
+
+
 class AuditOrderEventOut(BaseModel):
     sequence: int
     time: str

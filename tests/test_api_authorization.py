@@ -58,6 +58,8 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/audit/orders/{order_id}"): REGULATOR,
     ("GET", "/v1/audit/events"): REGULATOR,
     ("GET", "/v1/audit/verify"): REGULATOR,
+    ("GET", "/v1/audit/book"): REGULATOR,
+    ("GET", "/v1/audit/heads"): REGULATOR,
 }
 PLANNED: set[tuple[str, str]] = set()  # routes of API.md not served yet
 
@@ -98,6 +100,13 @@ class World:
         assert answer.status_code == 201, answer.text
         order_id: str = answer.json()["order_id"]
         return order_id
+
+    def last_sequence(self) -> int:
+        """The newest sequence, read from the public book."""
+        sequence: int = (
+            self.http("no key").get(f"/v1/markets/{self.symbol}/book").json()["sequence"]
+        )
+        return sequence
 
     def close(self) -> None:
         for client in self._http.values():
@@ -200,6 +209,10 @@ def _request_for(world: World, method: str, path: str) -> Request:
         ),
         ("GET", "/v1/audit/events"): lambda: Request("/v1/audit/events", params={"limit": 10}),
         ("GET", "/v1/audit/verify"): lambda: Request("/v1/audit/verify"),
+        ("GET", "/v1/audit/book"): lambda: Request(
+            "/v1/audit/book", params={"symbol": symbol, "sequence": world.last_sequence()}
+        ),
+        ("GET", "/v1/audit/heads"): lambda: Request("/v1/audit/heads"),
     }
     return builders[(method, path)]()
 

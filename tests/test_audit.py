@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Server, start_server
+from test_audit_history import three_day_journal
 
 SYMBOL = "HOG-G1-HCM"
 OTHER = "HOG-G2-HCM"
@@ -232,3 +234,76 @@ def test_an_orders_life_survives_a_restart(venue: Venue) -> None:
     finally:
         assert again.stop()
     assert after == before
+
+
+def test_the_book_at_any_past_sequence_is_what_the_market_showed_then(venue: Venue) -> None:
+    _, farm = venue.trader("farm")
+    _, buyer = venue.trader("buyer")
+    shown = []
+    for i, (side, price) in enumerate(
+        [("sell", 60_500), ("sell", 60_300), ("buy", 59_800), ("buy", 60_300), ("sell", 59_900)]
+    ):
+        who = farm if side == "sell" else buyer
+        who.post("/v1/orders", json={"symbol": SYMBOL, "side": side, "price": price,
+                                     "quantity": 2 + i}).raise_for_status()  # fmt: skip
+        shown.append(farm.get(f"/v1/markets/{SYMBOL}/book").json())
+    for book in shown:
+        past = venue.regulator.get(
+            "/v1/audit/book", params={"symbol": SYMBOL, "sequence": book["sequence"]}
+        ).json()
+        assert (past["sequence"], past["bids"], past["asks"]) == (
+            book["sequence"],
+            book["bids"],
+            book["asks"],
+        )
+    with_orders = venue.regulator.get(
+        "/v1/audit/book", params={"symbol": SYMBOL, "sequence": shown[0]["sequence"], "orders": 1}
+    ).json()
+    assert [(o["price"], o["remaining_quantity"]) for o in with_orders["ask_orders"]] == [
+        (60_500, 2)
+    ]
+    assert with_orders["bid_orders"] == [] and not with_orders["halted"]
+
+
+def test_the_past_book_refuses_the_future_and_unlisted_symbols(venue: Venue) -> None:
+    last = venue.regulator.get("/v1/audit/verify").json()["last_sequence"]
+    future = venue.regulator.get("/v1/audit/book", params={"symbol": SYMBOL, "sequence": last + 5})
+    assert future.status_code == 400
+    assert future.json()["error"]["code"] == "SEQUENCE_NOT_REACHED"
+    before_listing = venue.regulator.get("/v1/audit/book", params={"symbol": SYMBOL, "sequence": 1})
+    assert before_listing.status_code == 404
+    assert before_listing.json()["error"]["code"] == "UNKNOWN_INSTRUMENT"
+    _, farm = venue.trader("farm")
+    assert farm.get("/v1/audit/book", params={"symbol": SYMBOL, "sequence": 1}).status_code == 403
+
+
+def test_the_heads_of_past_days_are_published_at_start_and_anchor_the_journal(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    three_day_journal(data_dir)  # records on 2, 3 and 5 March 2026: all long over
+    server = start_server(data_dir)
+    try:
+        venue = Venue(server)
+        deadline = time.monotonic() + 10  # published by a background task after start-up
+        while not (heads := venue.regulator.get("/v1/audit/heads").json()["heads"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert [(h["date"], h["first_sequence"], h["last_sequence"]) for h in heads] == [
+            ("2026-03-02", 1, 5),
+            ("2026-03-03", 6, 8),
+            ("2026-03-05", 9, 12),
+        ]
+        march = venue.regulator.get("/v1/audit/heads", params={"from_date": "2026-03-03"}).json()
+        assert [h["date"] for h in march["heads"]] == ["2026-03-03", "2026-03-05"]
+        for head in heads:
+            anchor = {"anchor_sequence": head["last_sequence"], "anchor_hash": head["head_hash"]}
+            assert venue.regulator.get("/v1/audit/verify", params=anchor).json()["ok"]
+        assert server.stop()
+        port = server.url.rsplit(":", 1)[1]
+        log = (data_dir.parent / f"server-{port}.log").read_text()
+        assert "day 2026-03-05 closed at sequence 12" in log
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
