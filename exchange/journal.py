@@ -801,7 +801,17 @@ def verify(
         problem = _anchor_problem(scan, *anchor)
         if problem is not None:
             return _report(scan, False, anchor[0], problem)
-    writing = durable_through is not None and scan.last_sequence >= durable_through
+    if durable_through is not None and scan.last_sequence < durable_through:
+        # Cut off, at a record boundary or not: what was acknowledged is gone, not "torn".
+        missing = scan.last_sequence + 1
+        return _report(
+            scan,
+            False,
+            missing,
+            f"sequences {missing}..{durable_through} were acknowledged but are missing: "
+            f"the journal ends at sequence {scan.last_sequence}",
+        )
+    writing = durable_through is not None
     if scan.torn_tail is not None and not writing:
         return _report(scan, False, scan.last_sequence + 1, _torn_tail_message(scan))
     message = f"ok: {scan.last_sequence} records, hash chain intact through sequence"

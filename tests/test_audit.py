@@ -13,6 +13,7 @@ import httpx
 import pytest
 from conftest import Server, start_server
 from test_audit_history import three_day_journal
+from test_journal import flip_byte, record_spans, splice_records
 
 SYMBOL = "HOG-G1-HCM"
 OTHER = "HOG-G2-HCM"
@@ -152,22 +153,41 @@ def test_verify_proves_the_chain_and_checks_an_anchor_kept_outside(venue: Venue)
     assert not rejected["ok"] and rejected["first_bad_sequence"] == anchor["anchor_sequence"]
 
 
-def test_an_altered_record_is_detected_and_named_while_reads_go_on(venue: Venue) -> None:
+def tamper(segment: Path, how: str, index: int) -> None:
+    """Alter the journal the four ways a forger (or a failing disk) could."""
+    spans = record_spans(segment)
+    order = list(range(len(spans)))
+    if how == "flip a byte":
+        offset, size = spans[index]
+        flip_byte(segment, offset + size - 40)  # inside the payload
+    elif how == "delete a record":
+        splice_records(segment, order[:index] + order[index + 1 :])
+    elif how == "swap two records":
+        splice_records(segment, [*order[:index], index + 1, index, *order[index + 2 :]])
+    else:  # truncate in the middle: everything from half-way through this record is gone
+        offset, size = spans[index]
+        with segment.open("r+b") as file:
+            file.truncate(offset + size // 2)
+
+
+@pytest.mark.parametrize(
+    "how", ["flip a byte", "delete a record", "swap two records", "truncate in the middle"]
+)
+def test_tampering_is_detected_and_named_while_reads_go_on(venue: Venue, how: str) -> None:
     _, farm = venue.trader("farm")
     _, buyer = venue.trader("buyer")
-    trade(farm, buyer, SYMBOL, 60_000)
+    for price in (60_000, 60_100, 60_200):
+        trade(farm, buyer, SYMBOL, price)
     events = venue.regulator.get("/v1/audit/events", params={"limit": 1000}).json()["events"]
     target = next(e for e in events if e["command"]["type"] == "place_order")
     segment = next((venue.server.data_dir / "journal").glob("journal-*.seg"))
-    data = bytearray(segment.read_bytes())
-    offset = data.find(b"place_order")  # inside the payload of the first order
-    assert offset > 0
-    data[offset] ^= 0x20  # place_order -> Place_order
-    segment.write_bytes(bytes(data))
+    tamper(segment, how, index=target["sequence"] - 1)
     report = venue.regulator.get("/v1/audit/verify").json()
-    assert not report["ok"]
-    assert report["first_bad_sequence"] == target["sequence"]
+    assert not report["ok"], report
+    assert report["first_bad_sequence"] == target["sequence"], report
+    assert str(target["sequence"]) in report["message"]
     assert venue.regulator.get(f"/v1/markets/{SYMBOL}/book").status_code == 200
+    assert venue.regulator.get("/v1/audit/trades").status_code == 200
 
 
 def test_audit_routes_are_for_regulators_only(venue: Venue) -> None:

@@ -661,3 +661,14 @@ def test_whatever_is_appended_reads_back_identically(
         assert read_all(directory, from_sequence) == written[from_sequence - 1 :]
         report = verify(directory)
         assert report.ok and report.records == len(written) and report.head_hash == head.hex()
+
+
+def test_verify_of_a_live_journal_reports_acknowledged_records_that_are_gone(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, [10])
+    splice_records(segments(tmp_path)[0], list(range(7)))  # cut at a record boundary
+    assert verify(tmp_path).ok  # on its own, a shorter chain is still a chain...
+    report = verify(tmp_path, durable_through=10)  # ...but 8-10 were acknowledged
+    assert not report.ok and report.first_bad_sequence == 8
+    assert "8..10" in report.message
