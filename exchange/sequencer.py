@@ -40,6 +40,7 @@ from exchange.snapshots import (
     remove_partial_snapshots,
     write_snapshot,
 )
+from exchange.surveillance import Surveillance
 
 MAX_BATCH = 4096
 MAX_PENDING = 100_000
@@ -93,6 +94,7 @@ class Exchange:
         self.core = ExchangeCore()
         self.market_data = MarketData()
         self.audit = AuditTrail()
+        self.surveillance = Surveillance()
         self._fsync = fsync
         self._snapshot_every = snapshot_every
         self._clock = clock
@@ -131,6 +133,7 @@ class Exchange:
         self.core = recovered.core
         self.market_data = recovered.market_data
         self.audit = recovered.audit
+        self.surveillance = recovered.surveillance
         self._last_snapshot_sequence = recovered.snapshot_sequence
         self.recovery = RecoveryReport(
             recovered.snapshot_sequence,
@@ -156,7 +159,12 @@ class Exchange:
         journal = self._journal
         if journal is not None:
             if snapshot and self._failure is None and self.core.last_sequence > 0:
-                body = SnapshotBody(self.core.state(), self.market_data.state(), self.audit.state())
+                body = SnapshotBody(
+                    self.core.state(),
+                    self.market_data.state(),
+                    self.audit.state(),
+                    self.surveillance.state(),
+                )
                 await asyncio.get_running_loop().run_in_executor(
                     self._io, write_snapshot, self.data_dir, body, journal.head_hash
                 )
@@ -247,10 +255,11 @@ class Exchange:
             self._maybe_snapshot()
 
     def _publish(self, results: list[CommandResult]) -> None:
-        market_data, audit = self.market_data, self.audit
+        market_data, audit, surveillance = self.market_data, self.audit, self.surveillance
         for result in results:
             market_data.observe(result.sequence, result.time_ns, result.events)
             audit.observe(result.sequence, result.time_ns, result.command, result.events)
+            surveillance.observe(result.sequence, result.time_ns, result.command, result.events)
         for subscriber in self._subscribers:
             try:
                 subscriber(results)

@@ -39,6 +39,7 @@ from exchange.commands import decode_command
 from exchange.core import CoreState, ExchangeCore
 from exchange.journal import GENESIS_HASH, JournalRecord, read_committed
 from exchange.marketdata import MarketData, MarketDataState
+from exchange.surveillance import Surveillance, SurveillanceState, empty_state
 
 MAGIC = b"HOGXSNAP"
 FORMAT_VERSION = 1
@@ -55,6 +56,8 @@ class SnapshotBody(msgspec.Struct, frozen=True):
     core: CoreState
     market_data: MarketDataState
     audit: AuditState
+    # Snapshots written before surveillance existed load with no alerts before them.
+    surveillance: SurveillanceState = msgspec.field(default_factory=empty_state)
 
 
 class SnapshotInfo(msgspec.Struct, frozen=True):
@@ -142,11 +145,13 @@ class Recovered:
                 GENESIS_HASH,
             )
             self.audit = AuditTrail()
+            self.surveillance = Surveillance()
         else:
             info, body = snapshot
             self.core = ExchangeCore.from_state(body.core)
             self.market_data = MarketData.from_state(body.market_data)
             self.audit = AuditTrail.from_state(body.audit)
+            self.surveillance = Surveillance.from_state(body.surveillance)
             self.journal_hash = info.journal_hash
         self.snapshot_sequence = self.core.last_sequence
 
@@ -170,7 +175,12 @@ class Recovered:
         return cls()
 
     def snapshot(self) -> SnapshotBody:
-        return SnapshotBody(self.core.state(), self.market_data.state(), self.audit.state())
+        return SnapshotBody(
+            self.core.state(),
+            self.market_data.state(),
+            self.audit.state(),
+            self.surveillance.state(),
+        )
 
     def catch_up(
         self, records: Iterator[JournalRecord], progress: Callable[[int], None] | None = None
@@ -193,6 +203,7 @@ class Recovered:
             events = core.apply(command, record.sequence, record.time_ns)
             market_data.observe(record.sequence, record.time_ns, events)
             self.audit.observe(record.sequence, record.time_ns, command, events)
+            self.surveillance.observe(record.sequence, record.time_ns, command, events)
             self.journal_hash = record.hash
             applied += 1
             if progress is not None and applied % PROGRESS_EVERY == 0:
