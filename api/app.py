@@ -27,6 +27,7 @@ from api import routes_admin, routes_audit, routes_market, routes_trading, ws
 from api.auth import RateLimiter, hash_key
 from api.errors import error_response, install_error_handlers
 from api.fastpath import OrderEntryFastPath
+from api.routes_surveillance import router as surveillance_router
 from api.schemas import MAX_BODY_BYTES, HealthOut
 from api.ws import flush_forever
 from clearing.ledger import Ledger, default_database_url
@@ -38,6 +39,7 @@ from exchange.ledger_process import LedgerProcess
 from exchange.participants import Role
 from exchange.sequencer import Exchange
 from exchange.snapshots import journal_dir
+from exchange.surveillance_config import SurveillanceConfig
 from exchange.timetravel import BookHistory
 
 DEMO_KEYS_FILE = "demo-keys.json"
@@ -54,6 +56,7 @@ class Settings(msgspec.Struct, frozen=True):
     fsync: bool = True
     quiet: bool = False
     feed_window_s: float = 0.025
+    surveillance: SurveillanceConfig = msgspec.field(default_factory=SurveillanceConfig)
 
 
 class BodyLimit:
@@ -138,6 +141,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         if settings.operator_key:
             await _ensure_operator(exchange, settings.operator_key)
+        await _ensure_surveillance(exchange, settings.surveillance)
         if settings.demo:
             await _ensure_demo(exchange, settings.data_dir, say)
         gc.collect()
@@ -182,6 +186,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_admin.router)
     app.include_router(routes_market.router)
     app.include_router(routes_audit.router)
+    app.include_router(surveillance_router)
     app.include_router(ws.router)
 
     @app.get("/healthz", tags=["health"], response_model=HealthOut, responses={503: {}})
@@ -198,6 +203,13 @@ async def _ensure_operator(exchange: Exchange, api_key: str) -> None:
     if hash_key(api_key) in exchange.core.participant_by_key_hash:
         return
     await exchange.submit(c.RegisterParticipant("operator", Role.OPERATOR, hash_key(api_key)))
+
+
+async def _ensure_surveillance(exchange: Exchange, config: SurveillanceConfig) -> None:
+    """The thresholds in force are the ones the server started with: journaled when they change,
+    so a replay applies them from the same sequence."""
+    if exchange.surveillance.config != config:
+        await exchange.submit(c.ConfigureSurveillance(config))
 
 
 async def _ensure_demo(exchange: Exchange, data_dir: Path, say: Any) -> None:

@@ -129,8 +129,15 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import Settings, create_app
+    from exchange.surveillance_config import load_config
 
+    try:
+        surveillance = load_config(args.surveillance_config)
+    except ValueError as error:
+        print(f"hogx serve: {error}", file=sys.stderr)
+        return 2
     settings = Settings(
+        surveillance=surveillance,
         data_dir=args.data_dir,
         database_url=args.database_url,
         demo=args.demo,
@@ -196,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-limit", type=float, default=2_000.0, help="requests per second per API key"
     )
     serve.add_argument("--access-log", action="store_true")
+    serve.add_argument(
+        "--surveillance-config",
+        type=Path,
+        default=os.environ.get("HOGX_SURVEILLANCE_CONFIG") or None,
+        help="JSON file of surveillance thresholds and linked participants (default: the "
+        "built-in thresholds, no links); journaled whenever it changes",
+    )
     serve.set_defaults(run=serve_command)
 
     replay = commands.add_parser("replay", help="rebuild state from the journal, print digest")

@@ -58,6 +58,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/audit/orders/{order_id}"): REGULATOR,
     ("GET", "/v1/audit/events"): REGULATOR,
     ("GET", "/v1/audit/verify"): REGULATOR,
+    ("GET", "/v1/audit/alerts"): REGULATOR,
     ("GET", "/v1/audit/book"): REGULATOR,
     ("GET", "/v1/audit/heads"): REGULATOR,
 }
@@ -209,6 +210,9 @@ def _request_for(world: World, method: str, path: str) -> Request:
         ),
         ("GET", "/v1/audit/events"): lambda: Request("/v1/audit/events", params={"limit": 10}),
         ("GET", "/v1/audit/verify"): lambda: Request("/v1/audit/verify"),
+        ("GET", "/v1/audit/alerts"): lambda: Request(
+            "/v1/audit/alerts", params={"kind": "self_trade_attempt", "limit": 10}
+        ),
         ("GET", "/v1/audit/book"): lambda: Request(
             "/v1/audit/book", params={"symbol": symbol, "sequence": world.last_sequence()}
         ),
