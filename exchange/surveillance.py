@@ -156,9 +156,8 @@ class Surveillance:
     """Alerts, kept in the order raised, and what raising them needs to remember."""
 
     def __init__(self, config: SurveillanceConfig | None = None) -> None:
-        self.config = config or SurveillanceConfig()
         self.alerts: list[Alert] = []
-        self._group_of = self.config.group_of()
+        self._configure(config or SurveillanceConfig())
         self._open: dict[int, OpenOrder] = {}
         # (participant, symbol, side) -> their open order ids there, for self-trade reports
         self._owned: dict[tuple[int, str, Side], dict[int, None]] = {}
@@ -193,8 +192,14 @@ class Surveillance:
                 handler(event)
 
     def _configure(self, config: SurveillanceConfig) -> None:
+        """Take `config`, with its windows in nanoseconds once (they are read on every trade)."""
         self.config = config
         self._group_of = config.group_of()
+        self._spoofing_window_ns = config.spoofing_window_s * SECOND_NS
+        self._move_window_ns = config.price_move_window_s * SECOND_NS
+        self._utc_offset_ns = config.utc_offset_minutes * MINUTE_NS
+        self._close_ns = config.close_minute_of_day * MINUTE_NS  # into the local day
+        self._close_window_start_ns = self._close_ns - config.close_window_minutes * MINUTE_NS
 
     # ------------------------------------------------------------------ orders
 
@@ -265,10 +270,7 @@ class Surveillance:
         config = self.config
         lifetime_ns = self._time_ns - order.time_ns
         quantity = event.cancelled_quantity  # unfilled: the whole order
-        if (
-            quantity < config.spoofing_min_lots
-            or lifetime_ns > config.spoofing_window_s * SECOND_NS
-        ):
+        if quantity < config.spoofing_min_lots or lifetime_ns > self._spoofing_window_ns:
             return
         key = (event.participant_id, event.symbol, _other(event.side))
         meanwhile = [f for f in self._fills.get(key, ()) if f.time_ns >= order.time_ns]
@@ -321,7 +323,7 @@ class Surveillance:
         fills = self._fills.get(key)
         if fills is None:
             fills = self._fills[key] = []
-        horizon_ns = self._time_ns - self.config.spoofing_window_s * SECOND_NS
+        horizon_ns = self._time_ns - self._spoofing_window_ns
         while fills and (fills[0].time_ns < horizon_ns or len(fills) >= MAX_RECENT_FILLS):
             del fills[0]
         fills.append(RecentFill(self._time_ns, trade.trade_id, order_id, trade.quantity))
@@ -341,10 +343,8 @@ class Surveillance:
 
     def _watch_close(self, trade: Trade, market: MarketWatch) -> None:
         config = self.config
-        local_ns = self._time_ns + config.utc_offset_minutes * MINUTE_NS
-        close_ns = config.close_minute_of_day * MINUTE_NS
-        into_day_ns = local_ns % DAY_NS
-        if not close_ns - config.close_window_minutes * MINUTE_NS <= into_day_ns < close_ns:
+        local_ns = self._time_ns + self._utc_offset_ns
+        if not self._close_window_start_ns <= local_ns % DAY_NS < self._close_ns:
             return
         day = local_ns // DAY_NS
         if market.close_day != day:  # the first trade of this close window
@@ -381,7 +381,7 @@ class Surveillance:
 
     def _watch_move(self, trade: Trade, market: MarketWatch) -> None:
         config = self.config
-        horizon_ns = self._time_ns - config.price_move_window_s * SECOND_NS
+        horizon_ns = self._time_ns - self._move_window_ns
         lows, highs = market.lows, market.highs
         for points in (lows, highs):
             while points and (points[0].time_ns < horizon_ns or len(points) >= MAX_PRICE_POINTS):
