@@ -477,20 +477,21 @@ class Surveillance:
     # ------------------------------------------------------------------ state
 
     def state(self) -> SurveillanceState:
+        """A copy in canonical order: a live run and a replay of it encode alike."""
         return SurveillanceState(
             self.config,
             list(self.alerts),
-            {order_id: msgspec.structs.replace(o) for order_id, o in self._open.items()},
+            {order_id: msgspec.structs.replace(o) for order_id, o in sorted(self._open.items())},
             [
                 RecentFills(participant_id, symbol, side, list(fills))
-                for (participant_id, symbol, side), fills in self._fills.items()
+                for (participant_id, symbol, side), fills in sorted(self._fills.items())
                 if fills
             ],
             {
                 symbol: msgspec.structs.replace(
                     m, close_trades=list(m.close_trades), lows=list(m.lows), highs=list(m.highs)
                 )
-                for symbol, m in self._markets.items()
+                for symbol, m in sorted(self._markets.items())
             },
         )
 
