@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import routes_admin, routes_audit, routes_market, routes_trading, ws
+from api import routes_admin, routes_audit, routes_market, routes_trading, routes_web, ws
 from api.auth import RateLimiter, hash_key
 from api.errors import error_response, install_error_handlers
 from api.fastpath import OrderEntryFastPath
@@ -188,6 +188,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_audit.router)
     app.include_router(surveillance_router)
     app.include_router(ws.router)
+    routes_web.install(app)  # the web pages: /, /web/...
 
     @app.get("/healthz", tags=["health"], response_model=HealthOut, responses={503: {}})
     async def healthz(request: Request) -> Response:
