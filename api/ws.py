@@ -175,7 +175,9 @@ async def feed(websocket: WebSocket) -> None:
         for task in (sender, receiver):
             task.cancel()
         if websocket.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, OSError):
+            # The client may be gone already (a closed browser tab): Starlette then raises
+            # WebSocketDisconnect from close(); there is nobody left to tell.
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await websocket.close()
 
 
