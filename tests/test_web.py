@@ -516,6 +516,8 @@ def test_language_switch_is_remembered(open_page: OpenPage, venue: Venue) -> Non
     page.click("#lang-switch")
     expect(page.locator("#instrument-details")).to_contain_text("Tick size")
     expect(page.locator("#instrument-details")).to_contain_text("100 ₫/kg")
+    expect(page.locator("#ladder-spread")).to_contain_text("Spread")
+    screenshot(page, "instrument-en-1280", ["Order book", "Recent trades", "60.400 ₫/kg"])
 
 
 PAGES = [

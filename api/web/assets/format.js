@@ -1,6 +1,6 @@
 // Numbers, money and times the way Vietnamese users write them, whatever the page language:
 // 60.000 ₫/kg, times in Vietnam (UTC+7, no daylight saving).
-import { lang } from "./i18n.js";
+import { lang, t } from "./i18n.js";
 
 const integer = new Intl.NumberFormat("vi-VN", { maximumFractionDigits: 0 });
 const percent = new Intl.NumberFormat("vi-VN", {
@@ -68,6 +68,6 @@ export function dateTime(iso) {
 }
 
 /** A balance: VND as money, any other asset (an instrument symbol) in lots. */
-export function amount(asset, value, t) {
+export function amount(asset, value) {
   return asset === "VND" ? vnd(value) : `${number(value)} ${t("unit.lots")}`;
 }

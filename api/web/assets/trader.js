@@ -49,8 +49,8 @@ function orderLabel(order) {
 function renderBalances() {
   const rows = state.balances.map(({ asset, available, reserved }) => [
     asset === "VND" ? t("asset.vnd") : asset,
-    { text: amount(asset, available, t), class: "num" },
-    { text: amount(asset, reserved, t), class: "num" },
+    { text: amount(asset, available), class: "num" },
+    { text: amount(asset, reserved), class: "num" },
   ]);
   fillRows(byId("balance-rows"), rows, t("balances.empty"));
 }
@@ -221,6 +221,8 @@ async function placeOrder(event) {
   const status = byId("order-status");
   const draft = validate();
   if (!draft) return;
+  const submit = byId("order-submit");
+  submit.disabled = true; // one tap, one order
   try {
     const order = await sendJSON("POST", "/v1/orders", { ...draft, client_order_id: clientOrderId() }, state.key);
     const filled = order.filled_quantity ? t("order.filled_part", { filled: number(order.filled_quantity) }) : "";
@@ -229,6 +231,7 @@ async function placeOrder(event) {
     say(status, describeError(error), "error");
   }
   await refresh();
+  validate(); // enables the button again
 }
 
 async function downloadStatement() {
