@@ -1,5 +1,6 @@
 """hogx's matching engine: pure, deterministic price-time order books with no I/O and no clock."""
 
+from matching_engine.auction import AuctionPrice
 from matching_engine.book import OrderBook
 from matching_engine.engine import BookState, EngineState, MatchingEngine
 from matching_engine.enums import CancelReason, OrderType, RejectCode, Side, TimeInForce
@@ -21,6 +22,7 @@ from matching_engine.rules import BookRules
 
 __all__ = [
     "AmendRejected",
+    "AuctionPrice",
     "BookLevelChanged",
     "BookRules",
     "BookState",

@@ -16,6 +16,10 @@ Amend: a lower quantity at the same price keeps time priority; a new price or a 
 re-enters the order at the back of its new level, where it may trade at once. A new quantity at
 or below what has already filled ends the order.
 
+Call phases (`pre_open`, `closing`, a circuit-breaker reopening): `rest()` accepts orders
+without matching and `uncross()` runs the call auction of `matching_engine.auction`; amends pass
+`matching=False`. Continuous matching never goes through that code.
+
 Hot path notes: each side keeps its levels in a dict by price and a sorted list of keys whose
 last element is the best price (bids keyed by price, asks by -price), so the best level is one
 index away; cancels are O(1) through lazy deletion in `PriceLevel`.
@@ -26,6 +30,8 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterator
 
+from matching_engine import auction
+from matching_engine.auction import AuctionPrice
 from matching_engine.enums import CancelReason, OrderType, RejectCode, Side, TimeInForce
 from matching_engine.events import (
     AmendRejected,
@@ -63,6 +69,7 @@ _REJECT_MESSAGES = {
     RejectCode.UNKNOWN_ORDER: "no such order",
     RejectCode.ORDER_NOT_OPEN: "the order is no longer open",
     RejectCode.INVALID_AMEND: "an amend must change the price or the quantity",
+    RejectCode.NOT_ALLOWED_IN_CALL: "ioc and fok orders cannot wait for a call auction",
 }
 
 
@@ -213,9 +220,18 @@ class OrderBook:
         ]
 
     def amend(
-        self, order_id: int, price: int | None = None, quantity: int | None = None
+        self,
+        order_id: int,
+        price: int | None = None,
+        quantity: int | None = None,
+        *,
+        matching: bool = True,
     ) -> list[EngineEvent]:
-        """Change an open order's price and/or total quantity (see the module rules)."""
+        """Change an open order's price and/or total quantity (see the module rules).
+
+        `matching=False` (a call phase): an order that loses priority re-enters at the back of
+        its new level without trading, whatever it crosses.
+        """
         order = self._orders.get(order_id)
         code = self.amend_error(order_id, price, quantity)
         if code is not None:
@@ -242,8 +258,12 @@ class OrderBook:
             self._reduce_in_place(order, new_quantity, events)
             return events
         # A new price or a larger quantity loses time priority: the order re-enters the book.
-        if order.post_only and self._would_trade(
-            order.side, new_price, order.participant_id, new_quantity - filled
+        if (
+            matching
+            and order.post_only
+            and self._would_trade(
+                order.side, new_price, order.participant_id, new_quantity - filled
+            )
         ):
             code = RejectCode.POST_ONLY_WOULD_TAKE
             return [AmendRejected(self.symbol, order_id, code, reject_message(code))]
@@ -271,7 +291,10 @@ class OrderBook:
                 False,
             )
         )
-        self._enter(replacement, False, False, events)
+        if matching:
+            self._enter(replacement, False, False, events)
+        else:
+            self._rest(replacement, events)
         return events
 
     def expire_day_orders(self) -> list[EngineEvent]:
@@ -286,6 +309,115 @@ class OrderBook:
                 )
             )
         return events
+
+    # ------------------------------------------------------------------ call phases (cold path)
+
+    def rest(self, request: OrderRequest) -> list[EngineEvent]:
+        """Accept an order in a call phase: it rests without trading, even across the book.
+
+        A market order rests at the edge of the band (its priority is the auction's business);
+        immediate orders (`ioc`, `fok`) cannot wait for an auction: `NOT_ALLOWED_IN_CALL`.
+        """
+        code = self.validate(request)
+        if code is None and request.time_in_force in (IOC, FOK):
+            code = RejectCode.NOT_ALLOWED_IN_CALL
+        if code is not None:
+            return [
+                OrderRejected(
+                    self.symbol,
+                    request.order_id,
+                    request.participant_id,
+                    code,
+                    reject_message(code),
+                )
+            ]
+        # The acceptance below repeats place()'s on purpose: place() keeps it inline for speed.
+        side = request.side
+        if request.order_type is MARKET:
+            limit = self._band_high if side is BUY else self._band_low
+        else:
+            assert request.price is not None
+            limit = request.price
+        self._ids.last_order_id = request.order_id
+        events: list[EngineEvent] = [
+            OrderAccepted(
+                self.symbol,
+                request.order_id,
+                request.participant_id,
+                side,
+                request.order_type,
+                request.price,
+                request.quantity,
+                request.time_in_force,
+                request.post_only,
+                request.all_or_none,
+            )
+        ]
+        order = Order(
+            request.order_id,
+            request.participant_id,
+            side,
+            limit,
+            request.quantity,
+            request.quantity,
+            request.time_in_force,
+            request.post_only,
+            request.all_or_none,
+        )
+        self._rest(order, events)
+        return events
+
+    def uncross(
+        self, reference_price: int, market_order_ids: frozenset[int] | set[int] = frozenset()
+    ) -> tuple[AuctionPrice | None, list[EngineEvent]]:
+        """Run the call auction (see `matching_engine.auction`); `market_order_ids` are the
+        resting orders that came in as market orders."""
+        return auction.uncross(self, reference_price, market_order_ids)
+
+    def indicative_price(
+        self, reference_price: int, market_order_ids: frozenset[int] | set[int] = frozenset()
+    ) -> AuctionPrice | None:
+        return auction.indicative_price(self, reference_price, market_order_ids)
+
+    def set_rules(self, rules: BookRules) -> None:
+        """New rules for the orders to come (a new reference price moves the band); resting
+        orders stay where they are."""
+        assert rules.symbol == self.symbol
+        self.rules = rules
+        self._band_low = rules.band_low
+        self._band_high = rules.band_high
+        self._tick = rules.tick_size
+        self._max_quantity = rules.max_order_quantity
+
+    def fill_resting(self, order: Order, quantity: int) -> None:
+        """Take `quantity` lots off a resting order (an auction fill); its level's event is the
+        caller's to send, once, when all fills are done (`level_event`)."""
+        assert order.live and 0 < quantity <= order.remaining
+        order.remaining -= quantity
+        book = self._bids if order.side is BUY else self._asks
+        level = book[order.price]
+        level.quantity -= quantity
+        if order.remaining == 0:
+            order.live = False
+            del self._orders[order.order_id]
+            level.count -= 1
+            if level.count == 0:
+                del book[order.price]
+                self._drop_key(order.side, order.price)
+
+    def level_event(self, side: Side, price: int) -> BookLevelChanged:
+        level = (self._bids if side is BUY else self._asks).get(price)
+        if level is None:
+            return BookLevelChanged(self.symbol, side, price, 0, 0)
+        return BookLevelChanged(self.symbol, side, price, level.quantity, level.count)
+
+    def remove_order(self, order: Order) -> BookLevelChanged:
+        """Take an open order out of the book (its closing event is the caller's to send)."""
+        return self._remove_resting(order)
+
+    def next_trade_id(self) -> int:
+        self._ids.last_trade_id += 1
+        return self._ids.last_trade_id
 
     # ------------------------------------------------------------------ queries
 
@@ -553,6 +685,17 @@ class OrderBook:
         return fillable > 0
 
     # ------------------------------------------------------------------ resting orders
+
+    def _rest(self, order: Order, events: list[EngineEvent]) -> None:
+        """Put a new order at the back of its level without matching (call phases)."""
+        self._orders[order.order_id] = order
+        level = self._level_for(order.side, order.price)
+        level.orders.append(order)
+        level.quantity += order.remaining
+        level.count += 1
+        events.append(
+            BookLevelChanged(self.symbol, order.side, order.price, level.quantity, level.count)
+        )
 
     def _level_for(self, side: Side, price: int) -> PriceLevel:
         if side is BUY:

@@ -55,3 +55,4 @@ class RejectCode(StrEnum):
     UNKNOWN_ORDER = "UNKNOWN_ORDER"
     ORDER_NOT_OPEN = "ORDER_NOT_OPEN"
     INVALID_AMEND = "INVALID_AMEND"
+    NOT_ALLOWED_IN_CALL = "NOT_ALLOWED_IN_CALL"  # ioc / fok while orders wait for an auction

@@ -1,0 +1,269 @@
+"""The call auction: one price at which the orders collected in a call phase trade at once.
+
+Used at the opening (after `pre_open`), at the close (after `closing`) and when a market reopens
+after a circuit-breaker halt. The book calls it only then; continuous matching never comes here.
+
+The uncrossing price, among every limit price in the book and the reference price (a price
+strictly between two limit prices never beats both neighbours, and the reference price stands
+for that whole gap when it lies in it):
+
+1. the price that executes the largest volume;
+2. then the one with the smallest imbalance |buy volume - sell volume| at that price;
+3. then the one nearest the reference price;
+4. then, two prices equally near the reference, the lower one.
+
+Which orders take part at price p: buys with a limit at or above p, sells at or below p, and
+every market order (they cannot rest beyond the auction: what is left of them is cancelled).
+Priority: market orders first, then by price (best first), then time (the book's own queues).
+Fills are handed out in that priority; an all-or-none order takes part only if it fills whole
+(it is passed over otherwise and keeps its place), which the volume in rule 1 already counts.
+
+Pairing: each buy's fill is taken from the sells in priority order; each trade is at the
+auction price, the earlier order (smaller order id) is the maker and the later one the taker.
+A participant's buy is never paired with its own sell (self-trade prevention): the sell is
+stepped over and the fill goes to the next sell in priority; what finds no other participant
+stays in the book unfilled. An all-or-none order that would end up filled only in part sits
+the auction out (and the auction is worked out again without it).
+
+Rule 4 rarely decides: the reference price is always a candidate, and between two prices
+equally near it, it has at least the volume and at most the imbalance of both (the buy volume
+falls and the sell volume rises with the price), so it wins; only all-or-none orders, whose
+volume is not monotonic, can leave two prices equally near the reference tied on all else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from matching_engine.enums import CancelReason, Side
+from matching_engine.events import BookLevelChanged, EngineEvent, OrderCancelled, Trade
+from matching_engine.orders import Order
+
+if TYPE_CHECKING:
+    from matching_engine.book import OrderBook
+
+_NO_LIMIT = 1 << 62  # a market buy's effective limit: above every price
+
+
+class AuctionPrice(msgspec.Struct, frozen=True):
+    """The outcome of the price determination: what an uncross now would do.
+
+    `imbalance` is the buy volume minus the sell volume at `price` (negative: sell surplus).
+    """
+
+    price: int
+    volume: int
+    imbalance: int
+
+
+class _Allocation(msgspec.Struct):
+    order: Order
+    quantity: int
+
+
+def _limit(order: Order, market_ids: frozenset[int] | set[int]) -> int:
+    if order.order_id in market_ids:
+        return _NO_LIMIT if order.side is Side.BUY else 0
+    return order.price
+
+
+def _in_priority(
+    orders: Iterable[Order], market_ids: frozenset[int] | set[int], excluded: set[int]
+) -> list[Order]:
+    """Market orders first, then the book's own price-time order (a stable sort keeps FIFO)."""
+    kept = [o for o in orders if o.order_id not in excluded]
+    kept.sort(key=lambda o: o.order_id not in market_ids)
+    return kept
+
+
+def _fill_to(orders: Sequence[Order], cap: int) -> list[_Allocation]:
+    """Hand out `cap` lots in priority order; an all-or-none order only whole."""
+    allocations = []
+    left = cap
+    for order in orders:
+        if left == 0:
+            break
+        quantity = order.remaining
+        if quantity > left:
+            if order.all_or_none:
+                continue
+            quantity = left
+        allocations.append(_Allocation(order, quantity))
+        left -= quantity
+    return allocations
+
+
+def _executable(buys: Sequence[Order], sells: Sequence[Order], all_or_none: bool) -> int:
+    """The volume both sides can fill exactly: a fixed point when all-or-none orders skip."""
+    volume = min(sum(o.remaining for o in buys), sum(o.remaining for o in sells))
+    if not all_or_none:
+        return volume
+    while volume:
+        bought = sum(a.quantity for a in _fill_to(buys, volume))
+        sold = sum(a.quantity for a in _fill_to(sells, volume))
+        fillable = min(bought, sold)
+        if fillable == volume:
+            break
+        volume = fillable
+    return volume
+
+
+class _Call:
+    """Both sides of one book as the auction sees them."""
+
+    def __init__(
+        self,
+        book: OrderBook,
+        market_ids: frozenset[int] | set[int],
+        excluded: set[int],
+    ) -> None:
+        self.market_ids = market_ids
+        self.buys = _in_priority(book.resting_orders(Side.BUY), market_ids, excluded)
+        self.sells = _in_priority(book.resting_orders(Side.SELL), market_ids, excluded)
+        self.all_or_none = any(o.all_or_none for o in (*self.buys, *self.sells))
+
+    def at(self, price: int) -> tuple[list[Order], list[Order]]:
+        ids = self.market_ids
+        buys = [o for o in self.buys if _limit(o, ids) >= price]
+        sells = [o for o in self.sells if _limit(o, ids) <= price]
+        return buys, sells
+
+    def candidates(self, reference_price: int) -> list[int]:
+        prices = {o.price for o in (*self.buys, *self.sells) if o.order_id not in self.market_ids}
+        prices.add(reference_price)
+        return sorted(prices)
+
+    def price(self, reference_price: int) -> AuctionPrice | None:
+        best: tuple[tuple[int, int, int, int], AuctionPrice] | None = None
+        for price in self.candidates(reference_price):
+            buys, sells = self.at(price)
+            volume = _executable(buys, sells, self.all_or_none)
+            if volume == 0:
+                continue
+            imbalance = sum(o.remaining for o in buys) - sum(o.remaining for o in sells)
+            key = (-volume, abs(imbalance), abs(price - reference_price), price)
+            if best is None or key < best[0]:
+                best = key, AuctionPrice(price, volume, imbalance)
+        return best[1] if best is not None else None
+
+
+def indicative_price(
+    book: OrderBook, reference_price: int, market_ids: frozenset[int] | set[int] = frozenset()
+) -> AuctionPrice | None:
+    """The price and volume an uncross would have now (None: nothing would trade)."""
+    return _Call(book, market_ids, set()).price(reference_price)
+
+
+def _pair(buys: list[_Allocation], sells: list[Order]) -> list[tuple[Order, Order, int]]:
+    """Each buy's allocation from the sells in priority order, never a participant's own:
+    a sell of the buyer's own participant is stepped over and the fill goes to the next one."""
+    pairs = []
+    left = [order.remaining for order in sells]
+    first = 0  # every sell before it is used up
+    for buy in buys:
+        wanted = buy.quantity
+        while first < len(sells) and left[first] == 0:
+            first += 1
+        for index in range(first, len(sells)):
+            if wanted == 0:
+                break
+            sell = sells[index]
+            if left[index] == 0 or sell.participant_id == buy.order.participant_id:
+                continue
+            quantity = min(wanted, left[index])
+            left[index] -= quantity
+            wanted -= quantity
+            pairs.append((buy.order, sell, quantity))
+    return pairs
+
+
+def _half_paired_all_or_none(pairs: list[tuple[Order, Order, int]]) -> set[int]:
+    paired: dict[int, int] = {}
+    orders: dict[int, Order] = {}
+    for buy, sell, quantity in pairs:
+        for order in (buy, sell):
+            paired[order.order_id] = paired.get(order.order_id, 0) + quantity
+            orders[order.order_id] = order
+    return {i for i, q in paired.items() if orders[i].all_or_none and q < orders[i].remaining}
+
+
+def plan(
+    book: OrderBook, reference_price: int, market_ids: frozenset[int] | set[int]
+) -> tuple[AuctionPrice | None, list[tuple[Order, Order, int]]]:
+    """The uncrossing price and the trades at it, (buy, sell, quantity) in priority order."""
+    excluded: set[int] = set()
+    while True:
+        call = _Call(book, market_ids, excluded)
+        found = call.price(reference_price)
+        if found is None:
+            return None, []
+        buys, sells = call.at(found.price)
+        pairs = _pair(_fill_to(buys, found.volume), sells)
+        spoilt = _half_paired_all_or_none(pairs)
+        if not spoilt:
+            return found, pairs
+        excluded |= spoilt
+
+
+def uncross(
+    book: OrderBook, reference_price: int, market_ids: frozenset[int] | set[int]
+) -> tuple[AuctionPrice | None, list[EngineEvent]]:
+    """Run the auction on `book`: trades, the levels they changed, then the cancelled remainders
+    of market orders (they never rest once the auction is over)."""
+    found, pairs = plan(book, reference_price, market_ids)
+    events: list[EngineEvent] = []
+    touched: set[tuple[Side, int]] = set()
+    for buy, sell, quantity in pairs:
+        assert found is not None
+        maker, taker = (buy, sell) if buy.order_id < sell.order_id else (sell, buy)
+        book.fill_resting(maker, quantity)
+        book.fill_resting(taker, quantity)
+        touched.update(((buy.side, buy.price), (sell.side, sell.price)))
+        events.append(
+            Trade(
+                book.symbol,
+                book.next_trade_id(),
+                found.price,
+                quantity,
+                taker.side,
+                maker.order_id,
+                maker.participant_id,
+                maker.remaining,
+                taker.order_id,
+                taker.participant_id,
+                taker.remaining,
+            )
+        )
+    for side, price in sorted(touched):
+        events.append(book.level_event(side, price))
+    events.extend(_cancel_market_remainders(book, market_ids))
+    return found, events
+
+
+def _cancel_market_remainders(
+    book: OrderBook, market_ids: frozenset[int] | set[int]
+) -> list[EngineEvent]:
+    events: list[EngineEvent] = []
+    for order_id in sorted(market_ids):
+        order = book.order(order_id)
+        if order is None:
+            continue
+        reason = (
+            CancelReason.NO_LIQUIDITY
+            if order.remaining == order.quantity
+            else CancelReason.IMMEDIATE_OR_CANCEL
+        )
+        remaining = order.remaining
+        events.append(book.remove_order(order))
+        events.append(
+            OrderCancelled(
+                book.symbol, order_id, order.participant_id, order.side, remaining, reason
+            )
+        )
+    return events
+
+
+__all__ = ["AuctionPrice", "BookLevelChanged", "indicative_price", "plan", "uncross"]
