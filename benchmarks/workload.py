@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable
+from datetime import date, timedelta
 
 from exchange import commands as c
 from exchange.events import Event, OrderCancelled, OrderExpired, OrderRegistered, Trade
@@ -46,7 +47,15 @@ INSTRUMENTS = (
         100,
         1_000,
         400_000,
-        attributes={"stars": 4, "province": "Thái Nguyên"},
+        attributes={
+            "stars": 4,
+            "product_group": "drinks",
+            "producer_type": "cooperative",
+            "province": "Thái Nguyên",
+            "certificate_number": "OCOP-TN-0042",
+            # Certificates last 36 months: one issued a month ago is valid whenever this runs.
+            "certification_date": (date.today() - timedelta(days=30)).isoformat(),
+        },
     ),
 )
 CASH_PER_TRADER = 10**15

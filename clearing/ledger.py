@@ -129,6 +129,8 @@ class TransferCode(StrEnum):
     SELLER_FEE = "seller_fee"  # seller available -> fee account
     EXCESS_HOLD = "excess_hold"  # buyer reserved -> buyer available, released by a fill
     DELIVERY = "delivery"  # seller reserved -> buyer available, the goods
+    DELIVERY_IN = "delivery_in"  # external -> owner available: goods inspected into custody
+    DELIVERY_OUT = "delivery_out"  # owner available -> external: goods delivered out
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import msgspec
 
 from exchange.instruments import Instrument
 from exchange.participants import Role
+from exchange.sessions import Session
 from exchange.surveillance_config import SurveillanceConfig
 from matching_engine import OrderType, Side, TimeInForce
 
@@ -101,6 +102,52 @@ class ConfigureSurveillance(_Command, frozen=True, tag="configure_surveillance")
     actor_id: int = 0
 
 
+class AdvanceSession(_Command, frozen=True, tag="advance_session"):
+    """Move a market to another phase (`exchange.sessions`); to `auction` runs the uncross."""
+
+    symbol: str
+    session: Session
+    actor_id: int = 0  # 0: the exchange's scheduler
+
+
+class PublishSettlement(_Command, frozen=True, tag="publish_settlement"):
+    """Fix today's settlement price now (a close from continuous or closing does it itself)."""
+
+    symbol: str
+    actor_id: int = 0
+
+
+class ExpireCertificate(_Command, frozen=True, tag="expire_certificate"):
+    """An OCOP certificate reached its expiry: the market halts itself."""
+
+    symbol: str
+    actor_id: int = 0
+
+
+class DeliverGoods(_Command, frozen=True, tag="deliver_goods"):
+    """Goods inspected into custody: a receipt, and lots credited to the owner."""
+
+    participant_id: int
+    symbol: str
+    lots: int
+    head_count: int
+    average_weight_kg: int
+    farm_code: str
+    certificate: str
+    inspected_at_ns: int
+    actor_id: int = 0
+
+
+class ReleaseGoods(_Command, frozen=True, tag="release_goods"):
+    """Goods delivered out of custody to their owner, debiting the owner's lots."""
+
+    participant_id: int
+    symbol: str
+    lots: int
+    destination: str = ""
+    actor_id: int = 0
+
+
 Command = (
     RegisterParticipant
     | ListInstrument
@@ -113,6 +160,11 @@ Command = (
     | ResumeMarket
     | ExpireDayOrders
     | ConfigureSurveillance
+    | AdvanceSession
+    | PublishSettlement
+    | ExpireCertificate
+    | DeliverGoods
+    | ReleaseGoods
 )
 
 

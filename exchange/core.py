@@ -14,15 +14,27 @@ participant hears about a bad price before hearing about money.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any, cast
 
 import msgspec
 
-from clearing.accounts import CASH, Accounts, AccountsState
+from clearing.accounts import CASH, FEE_ACCOUNT, Accounts, AccountsState
 from clearing.risk import Risk, RiskState, cash_to_hold
 from exchange import commands as c
+from exchange.attributes import (
+    attribute_problem,
+    certificate_expiry_ns,
+    normalized,
+    requires,
+    vietnam_date,
+)
+from exchange.delivery import UNTRACED, Lineage, LineageState, Receipt, Release
 from exchange.events import (
+    AuctionUncrossed,
+    CertificateExpired,
+    CircuitBreakerTripped,
     CommandRejected,
     DuplicateClientOrderId,
     Event,
@@ -30,17 +42,35 @@ from exchange.events import (
     FundsHeld,
     FundsReleased,
     FundsWithdrawn,
+    GoodsDelivered,
+    GoodsReleased,
     InstrumentListed,
     MarketHalted,
     MarketResumed,
     OrderRegistered,
     ParticipantRegistered,
+    ReferencePriceChanged,
+    SessionChanged,
+    SettlementPublished,
 )
-from exchange.instruments import Instrument, listing_problem
+from exchange.instruments import Instrument, InstrumentKind, listing_problem
 from exchange.orders import Fill, Liquidity, OrderRecord, OrderStatus
 from exchange.participants import MAX_NAME_LENGTH, Participant, Role
+from exchange.sessions import (
+    NS_PER_SECOND,
+    TRANSITIONS,
+    MarketSession,
+    Session,
+)
+from exchange.settlement import (
+    SettlementPrice,
+    TradeWindow,
+    TradeWindowState,
+    settlement_price,
+)
 from matching_engine import (
     AmendRejected,
+    AuctionPrice,
     BookLevelChanged,
     EngineEvent,
     EngineState,
@@ -53,13 +83,18 @@ from matching_engine import (
     OrderRequest,
     OrderType,
     Side,
+    TimeInForce,
     Trade,
 )
 from matching_engine.book import reject_message
+from matching_engine.enums import RejectCode
 
 MAX_AMOUNT = 10**15  # per deposit or withdrawal, in VND or lots
 MAX_CLIENT_ORDER_ID_LENGTH = 64
 MAX_REASON_LENGTH = 200
+MAX_DELIVERY_TEXT = 64
+MAX_HEAD_COUNT = 1_000_000
+MAX_HEAD_WEIGHT_KG = 1_000
 
 BUY = Side.BUY
 MARKET = OrderType.MARKET
@@ -68,6 +103,9 @@ TAKER = Liquidity.TAKER
 TRADER = Role.TRADER
 PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
 FILLED = OrderStatus.FILLED
+CONTINUOUS = Session.CONTINUOUS
+CLOSED = Session.CLOSED
+_IMMEDIATE = (TimeInForce.IOC, TimeInForce.FOK)
 
 
 class CoreState(msgspec.Struct, frozen=True):
@@ -82,20 +120,43 @@ class CoreState(msgspec.Struct, frozen=True):
     instruments: list[Instrument]
     halted: dict[str, str]
     orders: list[OrderRecord]
+    # Added with the market's rules; a snapshot from before them decodes with these defaults.
+    sessions: dict[str, MarketSession] = {}
+    trade_windows: dict[str, TradeWindowState] = {}
+    settlements: dict[str, list[SettlementPrice]] = {}
+    lineage: LineageState | None = None
 
 
 class Market:
     """What the hot path needs about one listed instrument, gathered behind one dict lookup."""
 
-    __slots__ = ("band_high", "book", "fees", "instrument", "lot_size", "symbol")
+    __slots__ = (
+        "band_high",
+        "book",
+        "breaker",
+        "expiry_ns",
+        "fees",
+        "instrument",
+        "lot_size",
+        "session",
+        "symbol",
+        "window",
+    )
 
-    def __init__(self, instrument: Instrument, book: OrderBook) -> None:
+    def __init__(self, instrument: Instrument, book: OrderBook, session: MarketSession) -> None:
         self.instrument = instrument
         self.symbol = instrument.symbol
         self.book = book
         self.lot_size = instrument.lot_size
         self.fees = instrument.fees
         self.band_high = book.rules.band_high
+        self.session = session
+        self.breaker = instrument.circuit_breaker
+        self.expiry_ns = certificate_expiry_ns(instrument) or 0  # 0: no certificate to expire
+        keep_s = instrument.settlement_window_s
+        if self.breaker is not None:
+            keep_s = max(keep_s, self.breaker.window_s)
+        self.window = TradeWindow(keep_s)
 
 
 def _rejected(code: str, message: str) -> list[Event]:
@@ -119,6 +180,9 @@ class ExchangeCore:
         self.orders_by_participant: dict[int, list[int]] = {}
         # (trade id, order id) of every fill, per participant, in trade order (derived state).
         self.fills_by_participant: dict[int, list[tuple[int, int]]] = {}
+        self.settlements: dict[str, list[SettlementPrice]] = {}
+        self.lineage = Lineage()
+        self._tripped: Market | None = None  # a circuit breaker tripped by the command at hand
         self.last_sequence = 0
         self.last_time_ns = 0
         self._handlers: dict[type[Any], Callable[[Any], list[Event]]] = {
@@ -133,6 +197,11 @@ class ExchangeCore:
             c.ResumeMarket: self._resume,
             c.ExpireDayOrders: self._expire_day_orders,
             c.ConfigureSurveillance: self._configure_surveillance,
+            c.AdvanceSession: self._advance_session,
+            c.PublishSettlement: self._publish_settlement,
+            c.ExpireCertificate: self._expire_certificate,
+            c.DeliverGoods: self._deliver_goods,
+            c.ReleaseGoods: self._release_goods,
         }
 
     # ------------------------------------------------------------------ the one entry point
@@ -166,9 +235,15 @@ class ExchangeCore:
         problem = listing_problem(instrument)
         if problem is not None:
             return _rejected("INVALID_INSTRUMENT", problem)
+        attribute = attribute_problem(instrument, self.last_time_ns)
+        if attribute is not None:
+            return _rejected(*attribute)
+        instrument = normalized(instrument)
+        # With a timetable a market waits, closed, for the scheduler to open it.
+        session = MarketSession(CLOSED if instrument.timetable is not None else CONTINUOUS)
         self.instruments[instrument.symbol] = instrument
         self.markets[instrument.symbol] = Market(
-            instrument, self.engine.add_book(instrument.book_rules)
+            instrument, self.engine.add_book(instrument.book_rules), session
         )
         return [InstrumentListed(instrument)]
 
@@ -188,6 +263,8 @@ class ExchangeCore:
         if problem is not None:
             return problem
         self.accounts.deposit(command.participant_id, command.asset, command.amount)
+        if command.asset != CASH:
+            self.lineage.credit(command.participant_id, command.asset, UNTRACED, command.amount)
         available = self.accounts.available(command.participant_id, command.asset)
         return [FundsDeposited(command.participant_id, command.asset, command.amount, available)]
 
@@ -200,6 +277,8 @@ class ExchangeCore:
                 "INSUFFICIENT_FUNDS", "a withdrawal cannot exceed what is available (not reserved)"
             )
         self.accounts.withdraw(command.participant_id, command.asset, command.amount)
+        if command.asset != CASH:
+            self.lineage.debit(command.participant_id, command.asset, command.amount)
         available = self.accounts.available(command.participant_id, command.asset)
         return [FundsWithdrawn(command.participant_id, command.asset, command.amount, available)]
 
@@ -213,8 +292,11 @@ class ExchangeCore:
         return [MarketHalted(command.symbol, reason)]
 
     def _resume(self, command: c.ResumeMarket) -> list[Event]:
-        if command.symbol not in self.instruments:
+        market = self.markets.get(command.symbol)
+        if market is None:
             return _rejected("UNKNOWN_INSTRUMENT", f"no instrument {command.symbol!r} is listed")
+        if self._certificate_expired(market):
+            return _rejected("CERTIFICATE_EXPIRED", certificate_halt_reason(market))
         self.halted.pop(command.symbol, None)
         return [MarketResumed(command.symbol)]
 
@@ -230,6 +312,300 @@ class ExchangeCore:
         """Surveillance is a projection: the core only refuses an unusable config."""
         problem = command.config.problem()
         return [] if problem is None else _rejected("INVALID_REQUEST", problem)
+
+    # ------------------------------------------------------------------ sessions
+
+    def _advance_session(self, command: c.AdvanceSession) -> list[Event]:
+        market = self.markets.get(command.symbol)
+        if market is None:
+            return _rejected("UNKNOWN_INSTRUMENT", f"no instrument {command.symbol!r} is listed")
+        current, target = market.session.session, command.session
+        if target not in TRANSITIONS[current]:
+            return _rejected(
+                "INVALID_SESSION_TRANSITION",
+                f"{command.symbol} is {current.value}: it cannot move to {target.value}",
+            )
+        events: list[Event] = []
+        if (current.is_call and target is not CLOSED) or current is Session.CLOSING:
+            self._change_session(market, Session.AUCTION, events)
+            self._uncross(market, events)
+            after = CONTINUOUS if current is Session.PRE_OPEN else CLOSED
+            self._change_session(market, after, events)
+            if after is CLOSED:
+                self._close(market, events, settle=True)
+        elif target is CLOSED:
+            self._cancel_waiting_market_orders(market, events)
+            # A pre-open that never opened had no trading day to settle; a cool-off had one.
+            traded = current is CONTINUOUS or market.session.reopen_at_ns != 0
+            self._change_session(market, CLOSED, events)
+            self._close(market, events, settle=traded)
+        else:
+            self._change_session(market, target, events)
+        return events
+
+    def _change_session(self, market: Market, session: Session, events: list[Event]) -> None:
+        state = market.session
+        previous = state.session
+        state.session = session
+        state.reopen_at_ns = 0
+        events.append(SessionChanged(market.symbol, previous, session))
+
+    def _uncross(self, market: Market, events: list[Event]) -> None:
+        """The call auction; a halted market does not uncross (its orders wait)."""
+        book = market.book
+        reference = book.rules.reference_price
+        if market.symbol in self.halted:
+            events.append(AuctionUncrossed(market.symbol, None, 0, 0, reference))
+            return
+        found, engine_events = book.uncross(reference, self._waiting_market_orders(market))
+        if found is None:
+            events.append(AuctionUncrossed(market.symbol, None, 0, 0, reference))
+        else:
+            events.append(
+                AuctionUncrossed(
+                    market.symbol, found.price, found.volume, found.imbalance, reference
+                )
+            )
+        self._absorb(engine_events, market, events)
+        self._tripped = None  # the auction is the price discovery: it never trips the breaker
+
+    def _waiting_market_orders(self, market: Market) -> set[int]:
+        """The market orders resting in a call (they exist only there)."""
+        return {
+            order.order_id
+            for side in (Side.BUY, Side.SELL)
+            for order in market.book.resting_orders(side)
+            if self.orders[order.order_id].order_type is MARKET
+        }
+
+    def _cancel_waiting_market_orders(self, market: Market, events: list[Event]) -> None:
+        for order_id in sorted(self._waiting_market_orders(market)):
+            self._absorb(market.book.cancel(order_id), market, events)
+
+    def _close(self, market: Market, events: list[Event], *, settle: bool) -> None:
+        """The end of a trading day: day orders expire; the settlement price is fixed once."""
+        self._absorb(market.book.expire_day_orders(), market, events)
+        if settle and not self._settled_today(market):
+            self._settle_day(market, events)
+
+    def _settled_today(self, market: Market) -> bool:
+        history = self.settlements.get(market.symbol)
+        today = vietnam_date(self.last_time_ns).isoformat()
+        return bool(history) and history[-1].trading_day == today  # type: ignore[index]
+
+    def _publish_settlement(self, command: c.PublishSettlement) -> list[Event]:
+        market = self.markets.get(command.symbol)
+        if market is None:
+            return _rejected("UNKNOWN_INSTRUMENT", f"no instrument {command.symbol!r} is listed")
+        if self._settled_today(market):
+            return _rejected(
+                "SETTLEMENT_ALREADY_PUBLISHED",
+                f"{command.symbol} already has today's settlement price",
+            )
+        events: list[Event] = []
+        self._settle_day(market, events)
+        return events
+
+    def _settle_day(self, market: Market, events: list[Event]) -> None:
+        book = market.book
+        rules = book.rules
+        instrument = market.instrument
+        settled = settlement_price(
+            market.window,
+            market.symbol,
+            vietnam_date(self.last_time_ns).isoformat(),
+            self.last_time_ns,
+            instrument.settlement_window_s,
+            rules.reference_price,
+            rules.tick_size,
+            self.last_sequence,
+        )
+        self.settlements.setdefault(market.symbol, []).append(settled)
+        market.window.last_price = None  # the next day's "last trade" starts afresh
+        events.append(SettlementPublished(settled))
+        book.set_rules(msgspec.structs.replace(rules, reference_price=settled.price))
+        market.band_high = book.rules.band_high
+        events.append(
+            ReferencePriceChanged(
+                market.symbol, settled.price, book.rules.band_low, book.rules.band_high
+            )
+        )
+
+    # ------------------------------------------------------------------ circuit breaker
+
+    def _check_breaker(self, market: Market) -> None:
+        """After a continuous trade: did the prices of the window move too far?"""
+        breaker = market.breaker
+        assert breaker is not None
+        if market.session.session is not CONTINUOUS:
+            return
+        span = market.window.range_within(
+            self.last_time_ns, breaker.window_s, market.session.breaker_since_ns
+        )
+        if span is not None and (span[1] - span[0]) * 100 > breaker.move_pct * span[0]:
+            self._tripped = market
+
+    def _trip(self, events: list[Event]) -> None:
+        market = self._tripped
+        assert market is not None and market.breaker is not None
+        self._tripped = None
+        breaker = market.breaker
+        span = market.window.range_within(
+            self.last_time_ns, breaker.window_s, market.session.breaker_since_ns
+        )
+        assert span is not None
+        reopen_at_ns = self.last_time_ns + breaker.cool_off_s * NS_PER_SECOND
+        state = market.session
+        state.session = Session.PRE_OPEN
+        state.reopen_at_ns = reopen_at_ns
+        # Only trades after the reopening count towards the next trip.
+        state.breaker_since_ns = reopen_at_ns
+        events.append(
+            CircuitBreakerTripped(
+                market.symbol, span[0], span[1], breaker.move_pct, breaker.window_s, reopen_at_ns
+            )
+        )
+        events.append(SessionChanged(market.symbol, CONTINUOUS, Session.PRE_OPEN, reopen_at_ns))
+
+    # ------------------------------------------------------------------ certificates
+
+    def _certificate_expired(self, market: Market) -> bool:
+        return bool(market.expiry_ns) and self.last_time_ns >= market.expiry_ns
+
+    def _expire_certificate(self, command: c.ExpireCertificate) -> list[Event]:
+        market = self.markets.get(command.symbol)
+        if market is None:
+            return _rejected("UNKNOWN_INSTRUMENT", f"no instrument {command.symbol!r} is listed")
+        if not self._certificate_expired(market):
+            return _rejected(
+                "CERTIFICATE_NOT_EXPIRED", f"{command.symbol} has no expired certificate"
+            )
+        reason = certificate_halt_reason(market)
+        if self.halted.get(command.symbol) == reason:
+            return _rejected("ALREADY_HALTED", f"{command.symbol} is already halted: {reason}")
+        self.halted[command.symbol] = reason
+        expired_on = str(market.instrument.attributes["certificate_expires_on"])
+        return [
+            CertificateExpired(command.symbol, expired_on),
+            MarketHalted(command.symbol, reason),
+        ]
+
+    # ------------------------------------------------------------------ physical delivery
+
+    def _delivery_problem(self, command: c.DeliverGoods) -> list[Event] | None:
+        problem = self._asset_problem(command.participant_id, command.symbol, command.lots)
+        if problem is not None:
+            return problem
+        if command.symbol == CASH:
+            return _rejected("UNKNOWN_ASSET", "cash is deposited, not delivered")
+        instrument = self.instruments[command.symbol]
+        texts = (command.farm_code, command.certificate)
+        if any(len(text) > MAX_DELIVERY_TEXT for text in texts):
+            return _rejected("INVALID_REQUEST", f"texts are at most {MAX_DELIVERY_TEXT} characters")
+        if not 0 < command.inspected_at_ns <= self.last_time_ns:
+            return _rejected("INVALID_REQUEST", "the inspection cannot be in the future")
+        if instrument.kind is InstrumentKind.OCOP:
+            return self._ocop_delivery_problem(command, instrument)
+        return self._hog_delivery_problem(command, instrument)
+
+    @staticmethod
+    def _hog_delivery_problem(
+        command: c.DeliverGoods, instrument: Instrument
+    ) -> list[Event] | None:
+        if not 0 < command.head_count <= MAX_HEAD_COUNT:
+            return _rejected("INVALID_REQUEST", f"head_count must be 1..{MAX_HEAD_COUNT}")
+        if not 0 < command.average_weight_kg <= MAX_HEAD_WEIGHT_KG:
+            return _rejected(
+                "INVALID_REQUEST", f"average_weight_kg must be 1..{MAX_HEAD_WEIGHT_KG}"
+            )
+        low = instrument.attributes.get("head_weight_min_kg")
+        high = instrument.attributes.get("head_weight_max_kg")
+        weight = command.average_weight_kg
+        if isinstance(low, int) and isinstance(high, int) and not low <= weight <= high:
+            return _rejected(
+                "WEIGHT_OUT_OF_BAND",
+                f"{instrument.symbol} takes hogs of {low}-{high} kg a head on average",
+            )
+        if command.head_count * command.average_weight_kg < command.lots * instrument.lot_size:
+            return _rejected(
+                "DELIVERY_SHORT_WEIGHT",
+                f"head count x average weight is less than {command.lots} lots of "
+                f"{instrument.lot_size} kg",
+            )
+        if requires(instrument, "vietgap_required") and not command.certificate.strip():
+            return _rejected("TRACEABILITY_REQUIRED", "a VietGAP certificate is required")
+        if requires(instrument, "farm_code_required") and not command.farm_code.strip():
+            return _rejected("TRACEABILITY_REQUIRED", "a farm code is required")
+        return None
+
+    @staticmethod
+    def _ocop_delivery_problem(
+        command: c.DeliverGoods, instrument: Instrument
+    ) -> list[Event] | None:
+        if command.head_count or command.average_weight_kg:
+            return _rejected("INVALID_REQUEST", "OCOP goods have no head count or head weight")
+        listed = str(instrument.attributes["certificate_number"])
+        if command.certificate not in ("", listed):
+            return _rejected(
+                "CERTIFICATE_MISMATCH", f"{instrument.symbol} is listed under certificate {listed}"
+            )
+        return None
+
+    def _deliver_goods(self, command: c.DeliverGoods) -> list[Event]:
+        problem = self._delivery_problem(command)
+        if problem is not None:
+            return problem
+        instrument = self.instruments[command.symbol]
+        certificate = command.certificate
+        if instrument.kind is InstrumentKind.OCOP and not certificate:
+            certificate = str(instrument.attributes["certificate_number"])
+        receipt = Receipt(
+            len(self.lineage.receipts) + 1,
+            command.participant_id,
+            command.symbol,
+            command.lots,
+            command.head_count,
+            command.average_weight_kg,
+            command.farm_code.strip(),
+            certificate.strip(),
+            command.inspected_at_ns,
+            self.last_sequence,
+            self.last_time_ns,
+        )
+        self.accounts.deposit(command.participant_id, command.symbol, command.lots)
+        self.lineage.receipts[receipt.receipt_id] = receipt
+        self.lineage.credit(
+            command.participant_id, command.symbol, receipt.receipt_id, receipt.lots
+        )
+        available = self.accounts.available(command.participant_id, command.symbol)
+        return [GoodsDelivered(receipt, available)]
+
+    def _release_goods(self, command: c.ReleaseGoods) -> list[Event]:
+        participant_id, symbol, lots = command.participant_id, command.symbol, command.lots
+        problem = self._asset_problem(participant_id, symbol, lots)
+        if problem is not None:
+            return problem
+        if symbol == CASH:
+            return _rejected("UNKNOWN_ASSET", "cash is withdrawn, not delivered")
+        if len(command.destination) > MAX_DELIVERY_TEXT:
+            return _rejected("INVALID_REQUEST", f"texts are at most {MAX_DELIVERY_TEXT} characters")
+        if not self.accounts.can_withdraw(participant_id, symbol, lots):
+            return _rejected(
+                "INSUFFICIENT_FUNDS", "a delivery cannot exceed the lots available (not reserved)"
+            )
+        self.accounts.withdraw(participant_id, symbol, lots)
+        release = Release(
+            len(self.lineage.releases) + 1,
+            participant_id,
+            symbol,
+            lots,
+            command.destination.strip(),
+            self.lineage.debit(participant_id, symbol, lots),
+            self.last_sequence,
+            self.last_time_ns,
+        )
+        self.lineage.releases[release.release_id] = release
+        return [GoodsReleased(release, self.accounts.available(participant_id, symbol))]
 
     # ------------------------------------------------------------------ orders
 
@@ -262,8 +638,13 @@ class ExchangeCore:
         market = self.markets.get(symbol)
         if market is None:
             return _rejected("UNKNOWN_INSTRUMENT", f"no instrument {symbol!r} is listed")
+        if market.expiry_ns and self.last_time_ns >= market.expiry_ns:
+            return _rejected("CERTIFICATE_EXPIRED", certificate_halt_reason(market))
         if symbol in self.halted:
             return _rejected("MARKET_HALTED", f"{symbol} is halted: only cancels are accepted")
+        session = market.session.session
+        if session is CLOSED:
+            return _rejected("MARKET_CLOSED", f"{symbol} is closed: only cancels are accepted")
         book = market.book
         order_id = self.engine.last_order_id + 1
         request = OrderRequest(
@@ -278,13 +659,18 @@ class ExchangeCore:
             command.all_or_none,
         )
         code = book.validate(request)
+        if code is None and session is not CONTINUOUS and command.time_in_force in _IMMEDIATE:
+            code = RejectCode.NOT_ALLOWED_IN_CALL
         if code is not None:
             return [OrderRejected(symbol, order_id, participant_id, code, reject_message(code))]
         hold_event = self._hold(request, market)
         if hold_event is None:
             return _rejected("INSUFFICIENT_FUNDS", _short_of(command.side, symbol))
 
-        engine_events = book.place(request, validated=True)
+        if session is CONTINUOUS:
+            engine_events = book.place(request, validated=True)
+        else:  # a call phase: the order waits for the auction
+            engine_events = book.rest(request)
         if type(engine_events[0]) is OrderRejected:  # post-only would take: undo the hold
             self.risk.release(order_id)
             return cast(list[Event], engine_events)
@@ -294,6 +680,8 @@ class ExchangeCore:
             hold_event,
         ]
         self._absorb(engine_events, market, events)
+        if self._tripped is not None:
+            self._trip(events)
         return events
 
     def _hold(self, request: OrderRequest, market: Market) -> FundsHeld | None:
@@ -367,6 +755,9 @@ class ExchangeCore:
         if symbol in self.halted:
             return _rejected("MARKET_HALTED", f"{symbol} is halted: only cancels are accepted")
         market = self.markets[symbol]
+        session = market.session.session
+        if session is CLOSED:
+            return _rejected("MARKET_CLOSED", f"{symbol} is closed: only cancels are accepted")
         book = market.book
         order_id = command.order_id
         code = book.amend_error(order_id, command.price, command.quantity)
@@ -381,13 +772,17 @@ class ExchangeCore:
         held_before = self.risk.held(order_id)
         if new_remaining > 0 and not self._resize_hold(record, market, new_price, new_remaining):
             return _rejected("INSUFFICIENT_FUNDS", _short_of(record.side, symbol))
-        engine_events = book.amend(order_id, command.price, command.quantity)
+        engine_events = book.amend(
+            order_id, command.price, command.quantity, matching=session is CONTINUOUS
+        )
         if isinstance(engine_events[0], AmendRejected):  # post-only would take: undo
             restored = self._resize_hold(record, market, old_price, old_remaining)
             assert restored
             return cast(list[Event], engine_events)
         events = self._hold_change(record, held_before)
         self._absorb(engine_events, market, events)
+        if self._tripped is not None:
+            self._trip(events)
         return events
 
     def _hold_change(self, record: OrderRecord, held_before: int) -> list[Event]:
@@ -471,6 +866,12 @@ class ExchangeCore:
             fees.max_bps,
         )
         events.append(settlement)
+        self.lineage.transfer(
+            trade.trade_id, settlement.seller_id, settlement.buyer_id, trade.symbol, trade.quantity
+        )
+        market.window.add(self.last_time_ns, trade.price, trade.quantity)
+        if market.breaker is not None and self._tripped is None:
+            self._check_breaker(market)
         if trade.aggressor_side is BUY:
             maker_fee, taker_fee = settlement.seller_fee_vnd, settlement.buyer_fee_vnd
         else:
@@ -511,6 +912,32 @@ class ExchangeCore:
             asset = CASH if record.side is BUY else record.symbol
             events.append(FundsReleased(record.order_id, record.participant_id, asset, amount))
 
+    # ------------------------------------------------------------------ queries
+
+    def indicative_price(self, symbol: str) -> AuctionPrice | None:
+        """In a call phase: the price and volume the auction would have now (else None)."""
+        market = self.markets[symbol]
+        if not market.session.session.is_call:
+            return None
+        return market.book.indicative_price(
+            market.book.rules.reference_price, self._waiting_market_orders(market)
+        )
+
+    def fills_of_trade(self, trade_id: int) -> list[tuple[OrderRecord, Fill]]:
+        """Both sides of a trade (buy first), or [] for a trade id never issued."""
+        if not 0 < trade_id <= self.engine.last_trade_id:
+            return []
+        found = []
+        for fills in self.fills_by_participant.values():
+            index = bisect_left(fills, (trade_id, 0))
+            while index < len(fills) and fills[index][0] == trade_id:
+                record = self.orders[fills[index][1]]
+                fill = next(f for f in record.fills or () if f.trade_id == trade_id)
+                found.append((record, fill))
+                index += 1
+        found.sort(key=lambda pair: pair[0].side is not BUY)
+        return found
+
     # ------------------------------------------------------------------ state
 
     def check_invariants(self) -> None:
@@ -528,6 +955,12 @@ class ExchangeCore:
                     assert record.quantity - record.filled_quantity == order.remaining, record
         open_records = sum(1 for r in self.orders.values() if r.status.is_open)
         assert open_records == resting, (open_records, resting)
+        # Every lot in custody belongs to exactly one receipt queue entry of its owner.
+        for balance in self.accounts.state().balances:
+            if balance.asset != CASH and balance.participant_id != FEE_ACCOUNT:
+                total = balance.available + balance.reserved
+                held = self.lineage.held(balance.participant_id, balance.asset)
+                assert held == total, (balance, held)
 
     def state(self) -> CoreState:
         return CoreState(
@@ -540,6 +973,10 @@ class ExchangeCore:
             list(self.instruments.values()),
             dict(sorted(self.halted.items())),
             list(self.orders.values()),
+            {s: msgspec.structs.replace(m.session) for s, m in sorted(self.markets.items())},
+            {s: m.window.state() for s, m in sorted(self.markets.items())},
+            {s: list(h) for s, h in sorted(self.settlements.items())},
+            self.lineage.state(),
         )
 
     @classmethod
@@ -557,7 +994,18 @@ class ExchangeCore:
         for instrument in state.instruments:
             book = core.engine.book(instrument.symbol)
             assert book is not None
-            core.markets[instrument.symbol] = Market(instrument, book)
+            session = state.sessions.get(instrument.symbol)
+            session = MarketSession() if session is None else msgspec.structs.replace(session)
+            market = core.markets[instrument.symbol] = Market(instrument, book, session)
+            window = state.trade_windows.get(instrument.symbol)
+            if window is not None:
+                market.window.restore(window)
+        core.settlements = {s: list(h) for s, h in state.settlements.items()}
+        core.lineage = (
+            Lineage.from_state(state.lineage)
+            if state.lineage is not None
+            else _untraced_lineage(state.accounts)
+        )
         core.halted = dict(state.halted)
         for record in state.orders:
             record = msgspec.structs.replace(record)
@@ -578,10 +1026,29 @@ class ExchangeCore:
         return hashlib.sha256(msgspec.msgpack.encode(self.state())).hexdigest()
 
 
+def _untraced_lineage(accounts: AccountsState) -> Lineage:
+    """A snapshot from before receipts: every lot in custody is untraced."""
+    lineage = Lineage()
+    for balance in accounts.balances:
+        if balance.asset != CASH and balance.available + balance.reserved:
+            lineage.credit(
+                balance.participant_id,
+                balance.asset,
+                UNTRACED,
+                balance.available + balance.reserved,
+            )
+    return lineage
+
+
+def certificate_halt_reason(market: Market) -> str:
+    expired_on = market.instrument.attributes.get("certificate_expires_on")
+    return f"the OCOP certificate of {market.symbol} expired on {expired_on}"
+
+
 def _short_of(side: Side, symbol: str) -> str:
     if side is BUY:
         return "not enough VND available to hold for this order (price x quantity x lot + fee)"
     return f"not enough {symbol} lots available in custody to sell"
 
 
-__all__ = ["CoreState", "ExchangeCore", "cash_to_hold"]
+__all__ = ["CoreState", "ExchangeCore", "cash_to_hold", "certificate_halt_reason"]

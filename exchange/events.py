@@ -10,8 +10,11 @@ from __future__ import annotations
 import msgspec
 
 from clearing.risk import Settlement
+from exchange.delivery import Receipt, Release
 from exchange.instruments import Instrument
 from exchange.participants import Role
+from exchange.sessions import Session
+from exchange.settlement import SettlementPrice
 from matching_engine.events import (
     AmendRejected,
     BookLevelChanged,
@@ -104,6 +107,68 @@ class MarketResumed(_Event, frozen=True):
     symbol: str
 
 
+class SessionChanged(_Event, frozen=True):
+    """A market moved from one phase to another (`reopen_at_ns`: a cool-off's end, else 0)."""
+
+    symbol: str
+    previous: Session
+    session: Session
+    reopen_at_ns: int = 0
+
+
+class AuctionUncrossed(_Event, frozen=True):
+    """The call auction ran: `price` None when nothing could trade (its trades follow)."""
+
+    symbol: str
+    price: int | None
+    volume: int
+    imbalance: int
+    reference_price: int
+
+
+class CircuitBreakerTripped(_Event, frozen=True):
+    """Trades spanned `low`..`high` within the window: a reopening call until `reopen_at_ns`."""
+
+    symbol: str
+    low: int
+    high: int
+    move_pct: int
+    window_s: int
+    reopen_at_ns: int
+
+
+class SettlementPublished(_Event, frozen=True):
+    settlement: SettlementPrice
+
+
+class ReferencePriceChanged(_Event, frozen=True):
+    """A new reference price, and the band it gives new orders."""
+
+    symbol: str
+    reference_price: int
+    band_low: int
+    band_high: int
+
+
+class CertificateExpired(_Event, frozen=True):
+    symbol: str
+    expired_on: str
+
+
+class GoodsDelivered(_Event, frozen=True):
+    """Goods entered custody under `receipt`; `available` is the owner's lots after it."""
+
+    receipt: Receipt
+    available: int
+
+
+class GoodsReleased(_Event, frozen=True):
+    """Goods left custody to their owner; `available` is the owner's lots after it."""
+
+    release: Release
+    available: int
+
+
 Event = (
     CommandRejected
     | ParticipantRegistered
@@ -126,12 +191,23 @@ Event = (
     | CancelRejected
     | OrderExpired
     | BookLevelChanged
+    | SessionChanged
+    | AuctionUncrossed
+    | CircuitBreakerTripped
+    | SettlementPublished
+    | ReferencePriceChanged
+    | CertificateExpired
+    | GoodsDelivered
+    | GoodsReleased
 )
 
 __all__ = [
     "AmendRejected",
+    "AuctionUncrossed",
     "BookLevelChanged",
     "CancelRejected",
+    "CertificateExpired",
+    "CircuitBreakerTripped",
     "CommandRejected",
     "DuplicateClientOrderId",
     "Event",
@@ -139,6 +215,8 @@ __all__ = [
     "FundsHeld",
     "FundsReleased",
     "FundsWithdrawn",
+    "GoodsDelivered",
+    "GoodsReleased",
     "InstrumentListed",
     "MarketHalted",
     "MarketResumed",
@@ -149,6 +227,9 @@ __all__ = [
     "OrderRegistered",
     "OrderRejected",
     "ParticipantRegistered",
+    "ReferencePriceChanged",
+    "SessionChanged",
     "Settlement",
+    "SettlementPublished",
     "Trade",
 ]

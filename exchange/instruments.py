@@ -14,6 +14,12 @@ import msgspec
 
 from clearing.accounts import CASH
 from clearing.risk import FeeSchedule
+from exchange.sessions import (
+    CircuitBreaker,
+    Timetable,
+    circuit_breaker_problem,
+    timetable_problem,
+)
 from matching_engine import BookRules
 from matching_engine.rules import MAX_ORDER_QUANTITY_LIMIT, MAX_PRICE
 
@@ -22,6 +28,8 @@ MAX_LOT_SIZE = 1_000_000
 MAX_FEE_BPS = 1_000  # 10%
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_TEXT = 200
+DEFAULT_SETTLEMENT_WINDOW_S = 300
+MAX_SETTLEMENT_WINDOW_S = 3600
 
 AttributeValue = str | int | bool
 
@@ -44,6 +52,10 @@ class Instrument(msgspec.Struct, frozen=True):
     taker_fee_bps: int = 0
     max_order_quantity: int = 100_000  # lots
     attributes: dict[str, AttributeValue] = {}
+    # None: continuous trading at any hour; else the phases of `exchange.sessions`.
+    timetable: Timetable | None = None
+    circuit_breaker: CircuitBreaker | None = None  # None: no velocity halts
+    settlement_window_s: int = DEFAULT_SETTLEMENT_WINDOW_S  # the VWAP's final seconds
 
     @property
     def book_rules(self) -> BookRules:
@@ -91,6 +103,16 @@ def listing_problem(instrument: Instrument) -> str | None:
             return "attribute names must be 1-64 characters"
         if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_TEXT:
             return f"attribute {key!r} is longer than {MAX_ATTRIBUTE_TEXT} characters"
+    if instrument.timetable is not None:
+        problem = timetable_problem(instrument.timetable)
+        if problem is not None:
+            return problem
+    if instrument.circuit_breaker is not None:
+        problem = circuit_breaker_problem(instrument.circuit_breaker)
+        if problem is not None:
+            return problem
+    if not 1 <= instrument.settlement_window_s <= MAX_SETTLEMENT_WINDOW_S:
+        return f"settlement_window_s must be 1..{MAX_SETTLEMENT_WINDOW_S}"
     try:
         rules = instrument.book_rules
     except ValueError as error:

@@ -16,6 +16,8 @@ Event -> transfer mapping (zero amounts skipped). With it, the SQL balances equa
 
     FundsDeposited   external                -> participant available
     FundsWithdrawn   participant available   -> external
+    GoodsDelivered   external                -> owner available     lots (reference: receipt id)
+    GoodsReleased    owner available         -> external            lots (reference: release id)
     FundsHeld        participant available   -> participant reserved
     FundsReleased    participant reserved    -> participant available
     Settlement       cash  buyer reserved    -> seller available    notional
@@ -63,6 +65,8 @@ from exchange.events import (
     FundsHeld,
     FundsReleased,
     FundsWithdrawn,
+    GoodsDelivered,
+    GoodsReleased,
     Settlement,
     Trade,
 )
@@ -102,7 +106,7 @@ T = TypeVar("T")
 # Events -> postings: pure.
 
 
-_HELD, _RELEASED, _TRADE, _SETTLEMENT, _DEPOSITED, _WITHDRAWN = range(6)
+_HELD, _RELEASED, _TRADE, _SETTLEMENT, _DEPOSITED, _WITHDRAWN, _DELIVERED, _SHIPPED = range(8)
 # Only these events move anything; everything else (book levels, acceptances...) is skipped
 # with one dict lookup, which is most of the events.
 _MOVES: Final[dict[type, int]] = {
@@ -112,6 +116,8 @@ _MOVES: Final[dict[type, int]] = {
     Settlement: _SETTLEMENT,
     FundsDeposited: _DEPOSITED,
     FundsWithdrawn: _WITHDRAWN,
+    GoodsDelivered: _DELIVERED,
+    GoodsReleased: _SHIPPED,
 }
 
 
@@ -157,6 +163,23 @@ def entry_of(sequence: int, time_ns: int, events: Iterable[Event]) -> LedgerEntr
                 Posting(
                     TransferCode.DEPOSIT, deposited.asset, deposited.amount,
                     EXTERNAL_ACCOUNT, EXTERNAL, deposited.participant_id, AVAILABLE,
+                )
+            )  # fmt: skip
+        elif move == _DELIVERED:
+            receipt = cast(GoodsDelivered, event).receipt
+            postings.append(
+                Posting(
+                    TransferCode.DELIVERY_IN, receipt.symbol, receipt.lots, EXTERNAL_ACCOUNT,
+                    EXTERNAL, receipt.participant_id, AVAILABLE, receipt.receipt_id,
+                )
+            )  # fmt: skip
+        elif move == _SHIPPED:
+            release = cast(GoodsReleased, event).release
+            postings.append(
+                Posting(
+                    TransferCode.DELIVERY_OUT, release.symbol, release.lots,
+                    release.participant_id, AVAILABLE, EXTERNAL_ACCOUNT, EXTERNAL,
+                    release.release_id,
                 )
             )  # fmt: skip
         else:

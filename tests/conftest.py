@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -36,6 +37,22 @@ def postgres_server() -> str | None:
         finally:
             engine.dispose()
     return None
+
+
+def ocop_attributes(**overrides: Any) -> dict[str, Any]:
+    """Attributes an OCOP listing needs, with a certificate issued 100 days ago."""
+    from datetime import date, timedelta
+
+    attributes: dict[str, Any] = {
+        "stars": 4,
+        "product_group": "food",
+        "producer": "HTX Ong mật U Minh",
+        "producer_type": "cooperative",
+        "province": "Cà Mau",
+        "certificate_number": "OCOP-CM-2025-0042",
+        "certification_date": (date.today() - timedelta(days=100)).isoformat(),
+    }
+    return {**attributes, **overrides}
 
 
 def free_port() -> int:

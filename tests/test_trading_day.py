@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, start_server
+from conftest import Server, ocop_attributes, start_server
 
 HOG = "HOG-G1-HCM"
 HONEY = "HONEY-UMINH"
@@ -128,7 +128,7 @@ def _open_the_market(server: Server) -> Day:
             "price_band_pct": 10,
             "maker_fee_bps": 2,
             "taker_fee_bps": 5,
-            "attributes": {"stars": 4, "province": "Cà Mau"},
+            "attributes": ocop_attributes(),
         },
     ):
         answer = operator.post("/v1/admin/instruments", json=listing)

@@ -1,0 +1,101 @@
+"""The scheduler: the one place that looks at the clock and turns time into commands.
+
+The core reads no clock, so everything a timetable or a timer decides must arrive as a journaled
+command. Every `interval_s` the scheduler compares each market with the clock and submits what is
+due, through the sequencer like any other command (replay then gives the same state):
+
+- an OCOP certificate that has expired and whose market is not yet halted for it:
+  `ExpireCertificate` (until then the core already refuses new orders on it by the command's
+  time stamp, `CERTIFICATE_EXPIRED`, so there is no window between expiry and halt);
+- a circuit-breaker cool-off that is over: `AdvanceSession(auction)`, the reopening auction;
+- a market with a timetable in another phase than the timetable gives for now: the next step
+  towards it (`exchange.sessions.next_step`), one step per market per pass; the core publishes
+  the settlement price itself when a market closes.
+
+`due_commands` is pure (state and time in, commands out), so tests drive it with any time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+
+from exchange import commands as c
+from exchange.core import ExchangeCore, certificate_halt_reason
+from exchange.events import CommandRejected
+from exchange.sequencer import Exchange, ExchangeStopped, Overloaded
+from exchange.sessions import Session, next_step, phase_at
+
+DEFAULT_INTERVAL_S = 1.0
+MAX_CATCH_UP_PASSES = 8  # enough for closed -> pre_open -> auction -> continuous -> closing...
+
+
+def due_commands(core: ExchangeCore, now_ns: int) -> list[c.Command]:
+    """What the clock says must happen now, at most one command per market."""
+    due: list[c.Command] = []
+    for symbol in sorted(core.markets):
+        market = core.markets[symbol]
+        state = market.session
+        if market.expiry_ns and now_ns >= market.expiry_ns:
+            if core.halted.get(symbol) != certificate_halt_reason(market):
+                due.append(c.ExpireCertificate(symbol))
+            continue  # an expired market stays halted: nothing else is due for it
+        if state.reopen_at_ns:
+            if now_ns >= state.reopen_at_ns:
+                due.append(c.AdvanceSession(symbol, Session.AUCTION))
+            continue  # a cool-off runs its course before the timetable moves the market on
+        timetable = market.instrument.timetable
+        if timetable is None:
+            continue
+        step = next_step(state.session, phase_at(timetable, now_ns))
+        if step is not None:
+            due.append(c.AdvanceSession(symbol, step))
+    return due
+
+
+class Scheduler:
+    """Submits the due commands of an `Exchange` every `interval_s` seconds."""
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        *,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.exchange = exchange
+        self.interval_s = interval_s
+        self._clock = clock
+
+    async def run_once(self) -> int:
+        """One pass; returns how many commands took effect."""
+        applied = 0
+        for command in due_commands(self.exchange.core, self._clock()):
+            result = await self.exchange.submit(command)
+            if not any(isinstance(e, CommandRejected) for e in result.events):
+                applied += 1
+        return applied
+
+    async def catch_up(self) -> None:
+        """Pass after pass until nothing is due: a market listed (or left) in the wrong phase
+        walks to the timetable's phase at once, every call ending in its auction."""
+        for _ in range(MAX_CATCH_UP_PASSES):
+            if await self.run_once() == 0:
+                return
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except ExchangeStopped:
+                return
+            except Overloaded:
+                pass  # the market is busy: what is due stays due until the next pass
+            except Exception as error:  # a bug here must not stop the market
+                print(f"hogx: scheduler pass failed: {error!r}", file=sys.stderr)
+            await asyncio.sleep(self.interval_s)
+
+
+__all__ = ["Scheduler", "due_commands"]
