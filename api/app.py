@@ -27,6 +27,7 @@ from api import routes_admin, routes_audit, routes_market, routes_trading, route
 from api.auth import RateLimiter, hash_key
 from api.errors import error_response, install_error_handlers
 from api.fastpath import OrderEntryFastPath
+from api.routes_rules import router as rules_router
 from api.routes_surveillance import router as surveillance_router
 from api.schemas import MAX_BODY_BYTES, HealthOut
 from api.ws import flush_forever
@@ -37,6 +38,7 @@ from exchange.feed import FeedHub
 from exchange.heads import DailyHeads, publish_forever
 from exchange.ledger_process import LedgerProcess
 from exchange.participants import Role
+from exchange.scheduler import Scheduler
 from exchange.sequencer import Exchange
 from exchange.snapshots import journal_dir
 from exchange.surveillance_config import SurveillanceConfig
@@ -147,6 +149,8 @@ def create_app(settings: Settings) -> FastAPI:
         gc.collect()
         gc.freeze()  # what start-up built lives for good: keep it out of every collection
         flusher = asyncio.create_task(flush_forever(hub, settings.feed_window_s))
+        # Timetables, cool-offs and certificate expiry become journaled commands here.
+        scheduler = asyncio.create_task(Scheduler(exchange).run_forever())
         heads_publisher = asyncio.create_task(
             publish_forever(
                 daily_heads, journal_dir(settings.data_dir), lambda: exchange.core.last_sequence
@@ -155,6 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            scheduler.cancel()
             flusher.cancel()
             heads_publisher.cancel()
             book_history.close()
@@ -186,6 +191,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_admin.router)
     app.include_router(routes_market.router)
     app.include_router(routes_audit.router)
+    app.include_router(rules_router)
     app.include_router(surveillance_router)
     app.include_router(ws.router)
     routes_web.install(app)  # the web pages: /, /web/...
@@ -223,6 +229,7 @@ async def _ensure_demo(exchange: Exchange, data_dir: Path, say: Any) -> None:
         first_id = len(exchange.core.participants) + 1
         for command in setup_commands(cast, first_id):
             await exchange.submit(command)
+        await Scheduler(exchange).catch_up()  # timetabled markets open before the order flow
         for order in order_flow(cast, seed=7, count=DEMO_ORDERS, first_id=first_id):
             await exchange.submit(order)
         keys = {p.name: [p.role.value, p.api_key] for p in cast}

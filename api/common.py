@@ -165,7 +165,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "missing or unknown API key",
         403: "the caller's role may not use this route",
         404: "not found",
-        409: "the order is no longer open",
+        409: "the order is no longer open, or the request conflicts with the market's state",
         413: "the body is too large",
         422: "the request does not match the schema (INVALID_REQUEST)",
         429: "rate limited (see Retry-After)",

@@ -45,6 +45,7 @@ from exchange.events import (
 )
 from exchange.instruments import Instrument, InstrumentKind
 from exchange.participants import Role
+from exchange.sessions import CircuitBreaker, Timetable
 
 router = APIRouter(tags=["operator"])
 OPERATOR = Role.OPERATOR
@@ -142,6 +143,13 @@ async def list_instrument(request: Request) -> Response:
         taker_fee_bps=body.taker_fee_bps,
         max_order_quantity=body.max_order_quantity,
         attributes=dict(body.attributes),
+        timetable=None if body.timetable is None else Timetable(**body.timetable.model_dump()),
+        circuit_breaker=(
+            None
+            if body.circuit_breaker is None
+            else CircuitBreaker(**body.circuit_breaker.model_dump())
+        ),
+        settlement_window_s=body.settlement_window_s,
     )
     result = await submit(
         exchange_of(request), c.ListInstrument(instrument, operator.participant_id)
@@ -241,10 +249,10 @@ async def halt(request: Request, symbol: str) -> Response:
 
 @router.post(
     "/v1/admin/markets/{symbol}/resume",
-    summary="Resume a halted market",
+    summary="Resume a halted market (not one whose OCOP certificate expired)",
     responses={
         200: {"model": MarketStatusOut},
-        **error_responses(401, 403, 404, 429, 503),
+        **error_responses(400, 401, 403, 404, 429, 503),
     },
 )
 async def resume(request: Request, symbol: str) -> Response:

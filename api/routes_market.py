@@ -19,6 +19,7 @@ from api.common import (
 from api.errors import ApiError
 from api.schemas import BookOut, CandlesOut, InstrumentOut, InstrumentsOut, TickerOut, TradesOut
 from api.views import candle_view, instrument_view, public_trade_view
+from exchange.instruments import Instrument
 from exchange.marketdata import INTERVALS_NS
 from matching_engine import OrderBook, Side
 
@@ -35,22 +36,35 @@ def _book(request: Request, symbol: str) -> OrderBook:
 
 @router.get(
     "/v1/instruments",
-    summary="Listed instruments",
+    summary="Listed instruments, filtered by kind, province (exact) and OCOP stars",
     responses={200: {"model": InstrumentsOut}, **error_responses(422)},
 )
 async def instruments(
     request: Request,
     kind: str | None = Query(default=None, pattern="^(live_hog|ocop)$"),
+    province: str | None = Query(
+        default=None, min_length=1, max_length=200, description="exact `province` attribute"
+    ),
+    stars: int | None = Query(default=None, ge=1, le=5, description="OCOP star rating"),
     limit: int = Query(default=100, ge=1, le=1_000),
     cursor: str | None = Query(default=None, max_length=64),
 ) -> Response:
     core = exchange_of(request).core
     after = decode_cursor(cursor) or 0  # the position in listing order of the last one sent
     listed = list(core.instruments.values())
+
+    def matches(instrument: Instrument) -> bool:
+        attributes = instrument.attributes
+        return (
+            (kind is None or instrument.kind.value == kind)
+            and (province is None or attributes.get("province") == province)
+            and (stars is None or attributes.get("stars") == stars)
+        )
+
     wanted = (
         (position, listed[position - 1])
         for position in range(after + 1, len(listed) + 1)
-        if kind is None or listed[position - 1].kind.value == kind
+        if matches(listed[position - 1])
     )
     page, next_cursor = take_page(wanted, limit, lambda item: item[0])
     return json_response(

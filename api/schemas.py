@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas_rules import CircuitBreakerIn, SessionName, TimetableIn
+
 MAX_PRICE_VND = 10**12
 MAX_QUANTITY = 10**9
 MAX_AMOUNT = 10**15
@@ -81,6 +83,11 @@ class NewInstrument(_Strict):
         max_length=32,
         examples=[{"grade": "1", "delivery_hub": "Ho Chi Minh City"}],
     )
+    timetable: TimetableIn | None = Field(
+        default=None, description="none: continuous trading at any hour"
+    )
+    circuit_breaker: CircuitBreakerIn | None = None
+    settlement_window_s: int = Field(default=300, ge=1, le=3600)
 
 
 class Transfer(_Strict):
@@ -163,7 +170,7 @@ class StatementLineOut(BaseModel):
     time: str
     code: str = Field(
         description="deposit, withdrawal, hold, release, payment, buyer_fee, "
-        "seller_fee, excess_hold or delivery"
+        "seller_fee, excess_hold, delivery, delivery_in or delivery_out"
     )
     asset: str
     reference_id: str = Field(description="the order or trade the transfer belongs to")
@@ -217,6 +224,11 @@ class InstrumentOut(BaseModel):
     max_order_quantity: int
     attributes: dict[str, Any]
     status: Literal["open", "halted"]
+    session: SessionName
+    reopen_at: str | None
+    timetable: dict[str, Any] | None
+    circuit_breaker: dict[str, Any] | None
+    settlement_window_s: int
 
 
 class InstrumentsOut(BaseModel):

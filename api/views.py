@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from exchange.core import ExchangeCore
 from exchange.instruments import Instrument
 from exchange.marketdata import Candle, PublicTrade
@@ -46,7 +48,9 @@ def order_view(record: OrderRecord, sequence: int | None = None) -> dict[str, An
 
 
 def instrument_view(instrument: Instrument, core: ExchangeCore) -> dict[str, Any]:
-    rules = instrument.book_rules
+    market = core.markets[instrument.symbol]
+    rules = market.book.rules  # the reference price moves with each settlement price
+    session = market.session
     return {
         "symbol": instrument.symbol,
         "name": instrument.name,
@@ -54,7 +58,7 @@ def instrument_view(instrument: Instrument, core: ExchangeCore) -> dict[str, Any
         "price_unit": instrument.price_unit,
         "lot_size": instrument.lot_size,
         "tick_size": instrument.tick_size,
-        "reference_price": instrument.reference_price,
+        "reference_price": rules.reference_price,
         "price_band_pct": instrument.price_band_pct,
         "band_low": rules.band_low,
         "band_high": rules.band_high,
@@ -63,6 +67,11 @@ def instrument_view(instrument: Instrument, core: ExchangeCore) -> dict[str, Any
         "max_order_quantity": instrument.max_order_quantity,
         "attributes": dict(instrument.attributes),
         "status": "halted" if instrument.symbol in core.halted else "open",
+        "session": session.session.value,
+        "reopen_at": rfc3339(session.reopen_at_ns) if session.reopen_at_ns else None,
+        "timetable": msgspec.to_builtins(instrument.timetable),
+        "circuit_breaker": msgspec.to_builtins(instrument.circuit_breaker),
+        "settlement_window_s": instrument.settlement_window_s,
     }
 
 

@@ -10,15 +10,29 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
+from datetime import date, timedelta
 
 import msgspec
 
 from exchange import commands as c
 from exchange.instruments import Instrument, InstrumentKind
 from exchange.participants import Role
+from exchange.sessions import CircuitBreaker, Timetable
 from matching_engine import OrderType, Side, TimeInForce
 
 HCM_HUB = "Ho Chi Minh City"
+# Two markets follow a timetable that trades continuously most of the day (00:20-23:40 in
+# Vietnam, an opening call from 00:10, a closing call to 23:50) so the demo shows sessions,
+# auctions and settlement prices; the other two trade at any hour, so the demo is tradable
+# whenever it starts. HOG-G2-HCM also has a circuit breaker.
+DEMO_TIMETABLE = Timetable(pre_open="00:10", open="00:20", closing="23:40", close="23:50")
+HOG_BREAKER = CircuitBreaker(move_pct=3, window_s=60, cool_off_s=120)
+
+
+def _certified(days_ago: int) -> str:
+    """A certification date that keeps the demo's certificates valid whenever it runs."""
+    return (date.today() - timedelta(days=days_ago)).isoformat()
+
 
 INSTRUMENTS = (
     Instrument(
@@ -36,7 +50,8 @@ INSTRUMENTS = (
             "delivery_hub": HCM_HUB,
             "head_weight_min_kg": 95,
             "head_weight_max_kg": 125,
-            "traceability": "VietGAP certificate and farm code required",
+            "vietgap_required": True,
+            "farm_code_required": True,
         },
     ),
     Instrument(
@@ -54,8 +69,11 @@ INSTRUMENTS = (
             "delivery_hub": HCM_HUB,
             "head_weight_min_kg": 80,
             "head_weight_max_kg": 140,
-            "traceability": "VietGAP certificate and farm code required",
+            "vietgap_required": True,
+            "farm_code_required": True,
         },
+        timetable=DEMO_TIMETABLE,
+        circuit_breaker=HOG_BREAKER,
     ),
     Instrument(
         symbol="OCOP-TEA-TN",
@@ -71,6 +89,8 @@ INSTRUMENTS = (
             "producer": "HTX Chè Tân Cương",
             "producer_type": "cooperative",
             "province": "Thái Nguyên",
+            "certificate_number": "OCOP-TN-2024-0117",
+            "certification_date": _certified(400),
         },
     ),
     Instrument(
@@ -87,7 +107,10 @@ INSTRUMENTS = (
             "producer": "DNTN Hồ Quang Trí",
             "producer_type": "enterprise",
             "province": "Sóc Trăng",
+            "certificate_number": "OCOP-ST-2025-0009",
+            "certification_date": _certified(200),
         },
+        timetable=DEMO_TIMETABLE,
     ),
 )
 

@@ -25,12 +25,30 @@ from typing import Any, Protocol
 import msgspec
 
 from exchange.core import ExchangeCore
-from exchange.events import BookLevelChanged, Trade
+from exchange.events import (
+    AuctionUncrossed,
+    BookLevelChanged,
+    CircuitBreakerTripped,
+    MarketHalted,
+    MarketResumed,
+    ReferencePriceChanged,
+    SessionChanged,
+    Trade,
+)
 from exchange.marketdata import INTERVALS_NS, MarketData, bucket_start_ns
 from exchange.times import rfc3339
 from matching_engine import OrderBook, Side
 
-CHANNELS = ("book", "trades", "ticker", "candles")
+CHANNELS = ("book", "trades", "ticker", "candles", "auction")
+# Events after which a market's `auction` frame (session, band, indicative price) may differ.
+_SESSION_EVENTS = (
+    SessionChanged,
+    AuctionUncrossed,
+    CircuitBreakerTripped,
+    ReferencePriceChanged,
+    MarketHalted,
+    MarketResumed,
+)
 CHECKSUM_LEVELS = 10
 MAX_DEPTH = 1_000
 _encode = msgspec.json.Encoder().encode
@@ -74,9 +92,20 @@ class _BookGroup:
 
 
 class _SymbolFeed:
-    __slots__ = ("books", "candle_subscribers", "changes", "ticker", "touched", "trades")
+    __slots__ = (
+        "auction",
+        "books",
+        "candle_subscribers",
+        "changes",
+        "session_changed",
+        "ticker",
+        "touched",
+        "trades",
+    )
 
     def __init__(self) -> None:
+        self.auction: tuple[set[Sink], set[Sink]] = (set(), set())  # members, newcomers
+        self.session_changed = False
         self.books: dict[int | None, _BookGroup] = {}
         self.trades: set[Sink] = set()
         self.ticker: tuple[set[Sink], set[Sink]] = (set(), set())  # members, newcomers
@@ -136,6 +165,8 @@ class FeedHub:
             feed.trades.add(sink)
         elif channel == "ticker":
             feed.ticker[1].add(sink)
+        elif channel == "auction":
+            feed.auction[1].add(sink)
         else:
             if interval not in INTERVALS_NS:
                 return f"interval must be one of {', '.join(INTERVALS_NS)}"
@@ -155,9 +186,10 @@ class FeedHub:
                 group.newcomers.discard(sink)
         elif channel == "trades":
             feed.trades.discard(sink)
-        elif channel == "ticker":
-            feed.ticker[0].discard(sink)
-            feed.ticker[1].discard(sink)
+        elif channel in ("ticker", "auction"):
+            members, newcomers = feed.ticker if channel == "ticker" else feed.auction
+            members.discard(sink)
+            newcomers.discard(sink)
         else:
             for name, (members, newcomers) in feed.candle_subscribers.items():
                 if interval is None or name == interval:
@@ -176,6 +208,7 @@ class FeedHub:
             for group in feed.books.values():
                 sinks |= group.members | group.newcomers
             sinks |= feed.trades | feed.ticker[0] | feed.ticker[1]
+            sinks |= feed.auction[0] | feed.auction[1]
         return len(sinks)
 
     # ------------------------------------------------------------------ input
@@ -195,6 +228,10 @@ class FeedHub:
                             feed.changes[(event.side.value, event.price)] = level
                 elif kind is Trade:
                     self._on_trade(event, result.sequence, result.time_ns)
+                elif kind in _SESSION_EVENTS:
+                    feed = symbols.get(event.symbol)
+                    if feed is not None:
+                        feed.session_changed = True
             self._last_time_ns = result.time_ns
 
     def _on_trade(self, trade: Trade, sequence: int, time_ns: int) -> None:
@@ -235,8 +272,10 @@ class FeedHub:
             for group in list(feed.books.values()):
                 self._flush_book(symbol, book, group, feed.changes, sequence)
             self._flush_ticker(symbol, book, feed, sequence)
+            self._flush_auction(symbol, feed, sequence)
             feed.changes = {}
             feed.touched = False
+            feed.session_changed = False
             self._flush_candles(symbol, feed, sequence)
         self._dirty_tickers.clear()
 
@@ -326,6 +365,24 @@ class FeedHub:
         members |= newcomers
         newcomers.clear()
 
+    def _flush_auction(self, symbol: str, feed: _SymbolFeed, sequence: int) -> None:
+        """The market's phase and, in a call phase, the indicative auction price: sent when the
+        phase changes, and as the book changes during a call."""
+        members, newcomers = feed.auction
+        if not members and not newcomers:
+            return
+        core = self.core
+        calling = core.markets[symbol].session.session.is_call
+        dirty = feed.session_changed or (feed.touched and calling)
+        if not newcomers and not (dirty and members):
+            return
+        frame = _encode({"type": "auction", **session_status(core, symbol, sequence)}).decode()
+        if dirty:
+            self._offer_all(members, frame, "auction", symbol)
+        self._offer_all(newcomers, frame, "auction", symbol)
+        members |= newcomers
+        newcomers.clear()
+
     def _flush_candles(self, symbol: str, feed: _SymbolFeed, sequence: int) -> None:
         traded = symbol in self._dirty_tickers
         for interval, (members, newcomers) in feed.candle_subscribers.items():
@@ -378,11 +435,39 @@ class FeedHub:
             return
         for feed in self._symbols.values():
             streams = [(g.members, g.newcomers) for g in feed.books.values()]
-            streams += [feed.ticker, *feed.candle_subscribers.values()]
+            streams += [feed.ticker, feed.auction, *feed.candle_subscribers.values()]
             for members, newcomers in streams:
                 if sink in members:
                     members.discard(sink)
                     newcomers.add(sink)
+
+
+def session_status(core: ExchangeCore, symbol: str, sequence: int) -> dict[str, Any]:
+    """A market's phase, halt, band and (in a call phase) indicative auction price."""
+    market = core.markets[symbol]
+    rules = market.book.rules
+    indicative = core.indicative_price(symbol)
+    reason = core.halted.get(symbol)
+    reopen_at_ns = market.session.reopen_at_ns
+    return {
+        "channel": "auction",
+        "symbol": symbol,
+        "session": market.session.session.value,
+        "status": "open" if reason is None else "halted",
+        "halt_reason": reason,
+        "reopen_at": rfc3339(reopen_at_ns) if reopen_at_ns else None,
+        "reference_price": rules.reference_price,
+        "band_low": rules.band_low,
+        "band_high": rules.band_high,
+        "indicative": None
+        if indicative is None
+        else {
+            "price": indicative.price,
+            "volume": indicative.volume,
+            "imbalance": indicative.imbalance,
+        },
+        "sequence": sequence,
+    }
 
 
 def _best_first(change: list[Any]) -> tuple[str, int]:

@@ -19,13 +19,15 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, start_server
+from conftest import Server, ocop_attributes, start_server
+
+from exchange.attributes import add_months
 
 LOT_SIZE = 100
 TICK = 100
@@ -333,9 +335,11 @@ def test_listing_an_instrument_returns_201_with_the_instrument(market: Market) -
         tick_size=500,
         reference_price=250_000,
         price_band_pct=7,
-        attributes={"stars": 4, "province": "Cà Mau"},
+        attributes=ocop_attributes(),
     )
     assert answer.status_code == 201, answer.text
+    certified = date.fromisoformat(ocop_attributes()["certification_date"])
+    expires = add_months(certified, 36)
     assert answer.json() == {
         "symbol": symbol,
         "name": "Mật ong rừng U Minh",
@@ -351,8 +355,13 @@ def test_listing_an_instrument_returns_201_with_the_instrument(market: Market) -
         "maker_fee_bps": MAKER_BPS,
         "taker_fee_bps": TAKER_BPS,
         "max_order_quantity": 100_000,
-        "attributes": {"stars": 4, "province": "Cà Mau"},
+        "attributes": {**ocop_attributes(), "certificate_expires_on": expires.isoformat()},
         "status": "open",
+        "session": "continuous",
+        "reopen_at": None,
+        "timetable": None,
+        "circuit_breaker": None,
+        "settlement_window_s": 300,
     }
 
 
@@ -1445,7 +1454,9 @@ def test_instruments_lists_every_listed_instrument(market: Market) -> None:
 
 def test_instruments_filter_by_kind(market: Market) -> None:
     ocop = f"T{next(_symbol_numbers):03d}-OCOP"
-    assert market.list_instrument(ocop, kind="ocop").status_code == 201
+    assert (
+        market.list_instrument(ocop, kind="ocop", attributes=ocop_attributes()).status_code == 201
+    )
     kinds = {}
     for kind in ("live_hog", "ocop"):
         listed = market.public.get("/v1/instruments", params={"kind": kind, "limit": 1000}).json()[

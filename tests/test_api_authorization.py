@@ -53,6 +53,15 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/admin/withdrawals"): OPERATOR,
     ("POST", "/v1/admin/markets/{symbol}/halt"): OPERATOR,
     ("POST", "/v1/admin/markets/{symbol}/resume"): OPERATOR,
+    # the market's rules: sessions, settlement prices, delivery, traceability
+    ("GET", "/v1/markets/{symbol}/session"): PUBLIC,
+    ("GET", "/v1/markets/{symbol}/settlements"): PUBLIC,
+    ("POST", "/v1/admin/markets/{symbol}/session"): OPERATOR,
+    ("POST", "/v1/admin/markets/{symbol}/settlement"): OPERATOR,
+    ("POST", "/v1/admin/deliveries/in"): OPERATOR,
+    ("POST", "/v1/admin/deliveries/out"): OPERATOR,
+    ("GET", "/v1/account/traceability"): TRADER,
+    ("GET", "/v1/audit/trades/{trade_id}/trace"): REGULATOR,
     # audit (API.md)
     ("GET", "/v1/audit/trades"): REGULATOR,
     ("GET", "/v1/audit/orders/{order_id}"): REGULATOR,
@@ -158,6 +167,43 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         assert server.stop()
 
 
+def _fresh_symbol(world: World) -> str:
+    """A newly listed market, so each session change or settlement has one to act on."""
+    symbol = f"AUTHZ-NEW{next(_symbols)}"
+    listed = world.http("operator").post("/v1/admin/instruments", json=_instrument(symbol))
+    assert listed.status_code == 201, listed.text
+    return symbol
+
+
+def _trade_id(world: World) -> str:
+    """A new trade: the trader sells one lot to a newly funded buyer."""
+    operator = world.http("operator")
+    buyer = operator.post("/v1/admin/participants", json={"name": "Buyer", "role": "trader"})
+    assert buyer.status_code == 201, buyer.text
+    deposit = {"participant_id": buyer.json()["participant_id"], "asset": "VND", "amount": 10**12}
+    assert operator.post("/v1/admin/deposits", json=deposit).status_code == 201
+    order = {"symbol": world.symbol, "side": "sell", "price": 60_100, "quantity": 1}
+    assert world.http("trader").post("/v1/orders", json=order).status_code == 201
+    with world.server.client(buyer.json()["api_key"]) as client:
+        bought = client.post("/v1/orders", json=order | {"side": "buy"})
+    assert bought.status_code == 201, bought.text
+    trade_id: str = bought.json()["trades"][0]["trade_id"]
+    return trade_id
+
+
+def _delivery(world: World) -> dict[str, Any]:
+    return {
+        "participant_id": world.participant_ids["trader"],
+        "symbol": world.symbol,
+        "lots": 1,
+        "head_count": 1,
+        "average_weight_kg": 110,
+        "farm_code": "DN-TB-0137",
+        "certificate": "VietGAP-CN-1182",
+        "inspected_at": "2026-01-01T00:00:00Z",
+    }
+
+
 def _request_for(world: World, method: str, path: str) -> Request:
     """A well-formed request for the route, so that an allowed caller succeeds."""
     symbol = world.symbol
@@ -217,6 +263,27 @@ def _request_for(world: World, method: str, path: str) -> Request:
             "/v1/audit/book", params={"symbol": symbol, "sequence": world.last_sequence()}
         ),
         ("GET", "/v1/audit/heads"): lambda: Request("/v1/audit/heads"),
+        ("GET", "/v1/markets/{symbol}/session"): lambda: Request(f"/v1/markets/{symbol}/session"),
+        ("GET", "/v1/markets/{symbol}/settlements"): lambda: Request(
+            f"/v1/markets/{symbol}/settlements"
+        ),
+        ("POST", "/v1/admin/markets/{symbol}/session"): lambda: Request(
+            f"/v1/admin/markets/{_fresh_symbol(world)}/session", {"session": "closed"}
+        ),
+        ("POST", "/v1/admin/markets/{symbol}/settlement"): lambda: Request(
+            f"/v1/admin/markets/{_fresh_symbol(world)}/settlement"
+        ),
+        ("POST", "/v1/admin/deliveries/in"): lambda: Request(
+            "/v1/admin/deliveries/in", _delivery(world)
+        ),
+        ("POST", "/v1/admin/deliveries/out"): lambda: Request(
+            "/v1/admin/deliveries/out",
+            {"participant_id": world.participant_ids["trader"], "symbol": symbol, "lots": 1},
+        ),
+        ("GET", "/v1/account/traceability"): lambda: Request("/v1/account/traceability"),
+        ("GET", "/v1/audit/trades/{trade_id}/trace"): lambda: Request(
+            f"/v1/audit/trades/{_trade_id(world)}/trace"
+        ),
     }
     return builders[(method, path)]()
 
