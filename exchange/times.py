@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 NS_PER_SECOND = 1_000_000_000
@@ -10,5 +11,10 @@ NS_PER_SECOND = 1_000_000_000
 def rfc3339(time_ns: int) -> str:
     """UTC time with microseconds, e.g. 2026-11-22T03:04:05.123456Z."""
     seconds, nanos = divmod(time_ns, NS_PER_SECOND)
-    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1_000)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{_second(seconds)}.{nanos // 1_000:06d}Z"
+
+
+@functools.lru_cache(maxsize=4_096)
+def _second(seconds: int) -> str:
+    """The date and time to the second: formatted once for the many events of one second."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
