@@ -28,7 +28,7 @@ from api.common import (
     parse_time_ns,
 )
 from api.errors import ApiError
-from api.routes_trading import LEDGER_WAIT_SECONDS, ledger_caught_up
+from api.routes_trading import RECORD_WAIT_SECONDS, ledger_caught_up
 from api.schemas import (
     AuditEventsOut,
     AuditOrderOut,
@@ -124,7 +124,14 @@ async def audit_trades(
     ledger: Ledger = request.app.state.ledger
     after = decode_cursor(cursor) or 0
     try:
-        await ledger_caught_up(request, LEDGER_WAIT_SECONDS)
+        if not await ledger_caught_up(request, RECORD_WAIT_SECONDS):
+            # A regulator's answer must be complete: say so rather than omit recent trades.
+            raise ApiError(
+                "LEDGER_BEHIND",
+                "the clearing ledger is still catching up with the journal; retry shortly",
+                503,
+                headers={"Retry-After": "1"},
+            )
         if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
             first = await run_in_threadpool(
                 lambda: ledger.audit_trades(**filters, after_trade_id=after, limit=CSV_PAGE_ROWS)
@@ -145,13 +152,6 @@ async def audit_trades(
     )
 
 
-async def _csv_pages(
-    ledger: Ledger, filters: dict[str, Any], first: list[dict[str, Any]]
-) -> AsyncIterator[str]:
-    """The header, then page after page of rows (keyset paging on trade_id)."""
-    yield ",".join(TRADE_COLUMNS) + "\n"
-    rows = first
-    while rows:
 def _csv_row(row: dict[str, Any]) -> tuple[Any, ...]:
     """`_trade_view`'s fields in `TRADE_COLUMNS` order, without building the dict."""
     return (
@@ -172,6 +172,13 @@ def _csv_row(row: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+async def _csv_pages(
+    ledger: Ledger, filters: dict[str, Any], first: list[dict[str, Any]]
+) -> AsyncIterator[str]:
+    """The header, then page after page of rows (keyset paging on trade_id)."""
+    yield ",".join(TRADE_COLUMNS) + "\n"
+    rows = first
+    while rows:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerows(_csv_row(row) for row in rows)

@@ -306,7 +306,10 @@ async def list_fills(
     )
 
 
-LEDGER_WAIT_SECONDS = 0.5
+LEDGER_WAIT_SECONDS = 0.5  # fills: after that, the in-memory registry answers instead
+# Statements and audit exports have no other source and are not latency-critical: give a
+# ledger that is busy (or just started, catching up from the journal) time to get there.
+RECORD_WAIT_SECONDS = 5.0
 LEDGER_POLL_SECONDS = 0.01
 
 
@@ -383,7 +386,7 @@ async def statement(
         raise ApiError("INVALID_REQUEST", "start must not be after end")
     ledger: Ledger = request.app.state.ledger
     try:
-        await ledger_caught_up(request, LEDGER_WAIT_SECONDS)
+        await ledger_caught_up(request, RECORD_WAIT_SECONDS)
         as_of = await run_in_threadpool(ledger.last_applied_sequence)
         found = await run_in_threadpool(
             ledger.statement, participant.participant_id, start_ns, end_ns
