@@ -4,7 +4,9 @@ filters, physical delivery and traceability. One rule per test."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Server, ocop_attributes, start_server
+from websockets.asyncio.client import connect
 
 from exchange.sessions import Timetable, phase_at
 
@@ -286,3 +289,40 @@ def test_delivery_mistakes_are_4xx_with_a_code(world: World) -> None:
     assert error_code(answer, 400) == "INSUFFICIENT_FUNDS"
     unknown = world.clients["regulator"].get("/v1/audit/trades/999999999/trace")
     assert error_code(unknown, 404) == "TRADE_NOT_FOUND"
+
+
+# ---------------------------------------------------------------------- feed
+
+
+def test_the_auction_channel_publishes_the_phase_and_the_indicative_price(world: World) -> None:
+    symbol = world.hog()
+    world.deposit("farm", symbol, 10)
+    url = world.server.url.replace("http://", "ws://") + "/v1/ws"
+
+    async def frames_until(connection: Any, done: Any) -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        while not seen or not done(seen[-1]):
+            frame = json.loads(await asyncio.wait_for(connection.recv(), timeout=10))
+            if frame.get("channel") == "auction":
+                seen.append(frame)
+        return seen
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with connect(url) as connection:
+            subscribe = {"op": "subscribe", "channel": "auction", "symbol": symbol}
+            await connection.send(json.dumps(subscribe))
+            frames = await frames_until(connection, lambda f: f["session"] == "continuous")
+            await asyncio.to_thread(world.session, symbol, "closed")
+            await asyncio.to_thread(world.session, symbol, "pre_open")
+            await asyncio.to_thread(world.order, "farm", symbol, "sell", 2, 59_000)
+            await asyncio.to_thread(world.order, "buyer", symbol, "buy", 3, 61_000)
+            frames += await frames_until(
+                connection, lambda f: f["indicative"] is not None and f["indicative"]["volume"] == 2
+            )
+            return frames
+
+    frames = asyncio.run(scenario())
+    assert frames[0]["type"] == "auction" and frames[0]["session"] == "continuous"
+    assert frames[-1]["session"] == "pre_open"
+    assert frames[-1]["indicative"] == {"price": 60_000, "volume": 2, "imbalance": 1}
+    assert all(f["sequence"] >= frames[0]["sequence"] for f in frames)
