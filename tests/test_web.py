@@ -69,6 +69,7 @@ class Venue:
     server: Server
     seller_key: str
     buyer_key: str
+    buyer_id: int
     regulator_key: str
     trade_ids: list[str]
     buy_order_ids: list[str]
@@ -130,7 +131,7 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venue]:
             _, regulator_key = _register(operator, "Thanh tra Web", "regulator")
             _deposit(operator, seller_id, SYMBOL, 50)
             _deposit(operator, buyer_id, "VND", 200_000_000)
-        venue = Venue(server, seller_key, buyer_key, regulator_key, [], [])
+        venue = Venue(server, seller_key, buyer_key, buyer_id, regulator_key, [], [])
         for price in (60_000, 60_400):
             _order(seller_key, server, "sell", price, 2)
             bought = _order(buyer_key, server, "buy", price, 2)
@@ -444,6 +445,30 @@ def test_regulator_finds_the_trade_its_orders_and_exports_csv(
         venue.buy_order_ids[0],
     )
     assert first["notional_vnd"] == str(60_000 * 2 * LOT_SIZE)
+
+
+def test_regulator_filters_trades_by_participant_and_time(
+    open_page: OpenPage, venue: Venue
+) -> None:
+    page = open_page("/web/regulator")
+    sign_in(page, venue.regulator_key)
+    page.fill("#search-participant", str(venue.buyer_id))
+    page.click("#search-run")
+    rows = page.locator("#audit-trade-rows tr[data-trade-id]")
+    expect(rows.first).to_contain_text(f"TV {venue.buyer_id}")
+    with venue.http(venue.regulator_key) as http:
+        everything = http.get("/v1/audit/trades", params={"participant_id": venue.buyer_id})
+    expect(rows).to_have_count(len(everything.json()["trades"]))
+    page.fill("#search-participant", "999999")
+    page.click("#search-run")
+    expect(page.locator("#audit-trade-rows")).to_have_text("Không có giao dịch phù hợp")
+    page.fill("#search-participant", "")
+    page.fill("#search-start", "2099-01-01T00:00:00")  # Vietnam time, read as +07:00
+    page.click("#search-run")
+    expect(page.locator("#audit-trade-rows")).to_have_text("Không có giao dịch phù hợp")
+    page.fill("#search-start", "2000-01-01T00:00:00")
+    page.click("#search-run")
+    expect(rows).not_to_have_count(0)
 
 
 ALERT = {
