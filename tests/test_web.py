@@ -313,6 +313,7 @@ def test_order_from_the_trader_page_reaches_book_and_tape_without_reload(
 ) -> None:
     market = open_page(f"/web/instrument?symbol={SYMBOL}")
     expect(market.locator("#instrument-symbol")).to_have_text(SYMBOL)
+    expect(market.locator("#trade-link")).to_have_attribute("href", f"/web/trader?symbol={SYMBOL}")
     expect(market.locator("#feed-status")).to_have_attribute("data-state", "live")
     trader = open_page(f"/web/trader?symbol={SYMBOL}")
     sign_in(trader, venue.seller_key)

@@ -98,6 +98,7 @@ async function start() {
     const instrument = await getJSON(`/v1/instruments/${encodeURIComponent(symbol)}`);
     byId("instrument-symbol").textContent = instrument.symbol;
     byId("instrument-name").textContent = instrument.name;
+    byId("trade-link").href = `/web/trader?symbol=${encodeURIComponent(instrument.symbol)}`;
     document.title = `${instrument.symbol} · hogx`;
     showDetails(instrument);
     onLangChange(() => showDetails(instrument));
