@@ -760,6 +760,9 @@ class ExchangeCore:
             return _rejected("MARKET_CLOSED", f"{symbol} is closed: only cancels are accepted")
         book = market.book
         order_id = command.order_id
+        if command.price is not None and record.order_type is MARKET:  # waiting in a call
+            message = "a market order waiting for the auction has no price to change"
+            return [AmendRejected(symbol, order_id, RejectCode.INVALID_AMEND, message)]
         code = book.amend_error(order_id, command.price, command.quantity)
         if code is not None:
             return [AmendRejected(symbol, order_id, code, reject_message(code))]

@@ -21,6 +21,7 @@ from exchange import commands as c
 from exchange.attributes import add_months, vietnam_midnight_ns
 from exchange.core import ExchangeCore
 from exchange.events import (
+    AmendRejected,
     AuctionUncrossed,
     CertificateExpired,
     CircuitBreakerTripped,
@@ -140,7 +141,7 @@ class Market:
 
 def rejected(events: list[Event]) -> str | None:
     first = events[0] if events else None
-    if isinstance(first, CommandRejected | OrderRejected):
+    if isinstance(first, CommandRejected | OrderRejected | AmendRejected):
         return str(first.code)
     return None
 
@@ -349,6 +350,14 @@ def test_day_orders_expire_at_the_close() -> None:
     events = market.session(Session.CLOSED)
     assert [e.order_id for e in of(OrderExpired, events)] == [1]  # type: ignore[attr-defined]
     assert market.core.markets[HOG].book.open_order_count() == 1
+
+
+def test_a_market_order_waiting_for_the_auction_cannot_be_given_a_price() -> None:
+    market = Market(hog(timetable=TIMETABLE))
+    market.session(Session.PRE_OPEN)
+    market.order(BUYER, BUY, 2)
+    assert rejected(market.do(c.AmendOrder(BUYER, 1, price=60_000))) == "INVALID_AMEND"
+    assert rejected(market.do(c.AmendOrder(BUYER, 1, quantity=1))) is None
 
 
 def test_a_market_order_waiting_in_a_pre_open_that_is_called_off_is_cancelled() -> None:
