@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Query
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,6 +21,8 @@ from api.common import (
 from api.errors import ApiError
 from api.schemas import BookOut, CandlesOut, InstrumentOut, InstrumentsOut, TickerOut, TradesOut
 from api.views import candle_view, instrument_view, public_trade_view
+from clearing.ledger import Ledger
+from exchange.candles import history_candles
 from exchange.instruments import Instrument
 from exchange.marketdata import INTERVALS_NS
 from matching_engine import OrderBook, Side
@@ -144,7 +148,7 @@ async def ticker(request: Request, symbol: str) -> Response:
 @router.get(
     "/v1/markets/{symbol}/candles",
     summary="OHLCV candles from trades, oldest first",
-    responses={200: {"model": CandlesOut}, **error_responses(404, 422)},
+    responses={200: {"model": CandlesOut}, **error_responses(404, 422, 503)},
 )
 async def candles(
     request: Request,
@@ -163,5 +167,19 @@ async def candles(
         start_ns = end_ns - MAX_CANDLE_SPAN * interval_ns
     if start_ns > end_ns:
         raise ApiError("INVALID_REQUEST", "start must not be after end")
-    found = exchange_of(request).market_data.candles(symbol, interval, start_ns, end_ns)
+    market_data = exchange_of(request).market_data
+    found = market_data.candles(symbol, interval, start_ns, end_ns)
+    kept_from = market_data.retained_from(symbol, interval)
+    if kept_from is not None and start_ns < kept_from:
+        # Older than the live projection keeps: built from the ledger's trades (numpy).
+        ledger: Ledger = request.app.state.ledger
+        try:
+            older = await run_in_threadpool(
+                history_candles, ledger, symbol, interval, start_ns, min(end_ns, kept_from)
+            )
+        except SQLAlchemyError as error:
+            raise ApiError(
+                "LEDGER_UNAVAILABLE", "candle history is read from the ledger: unreachable", 503
+            ) from error
+        found = older + found
     return json_response({"candles": [candle_view(c) for c in found[-MAX_CANDLE_SPAN:]]})

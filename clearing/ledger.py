@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
+import numpy as np
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -334,6 +335,7 @@ trades_table = Table(
     Column("seller_fee_vnd", BigInteger, nullable=False),
     Index("ix_trades_buyer", "buyer_id", "trade_id"),
     Index("ix_trades_seller", "seller_id", "trade_id"),
+    Index("ix_trades_symbol_time", "symbol", "time_ns"),
 )
 state_table = Table(
     "ledger_state",
@@ -844,6 +846,23 @@ class Ledger:
             result = connection.execute(query)
             names = tuple(result.keys())  # one fetchall and plain zips: exports read millions
             return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+    def trade_series(
+        self, symbol: str, start_ns: int, end_ns: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Times, prices and quantities of `symbol`'s trades in [start_ns, end_ns), in trade
+        order, as int64 arrays: the input of `exchange.candles.ohlcv`."""
+        self.ensure_ready()
+        t = trades_table.c
+        query = (
+            select(t.time_ns, t.price, t.quantity)
+            .where(t.symbol == symbol, t.time_ns >= start_ns, t.time_ns < end_ns)
+            .order_by(t.trade_id)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).fetchall()
+        series = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        return series[:, 0].copy(), series[:, 1].copy(), series[:, 2].copy()
 
     def rows(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every table, in key order: for tests and audits of small ledgers."""

@@ -156,6 +156,15 @@ class MarketData:
         data = self._symbols.get(symbol)
         return data.last_price if data is not None else None
 
+    def retained_from(self, symbol: str, interval: str) -> int | None:
+        """Start of the oldest candle kept once the kept window is full (older candles may
+        have been dropped: ask the ledger for them); None while it is not."""
+        data = self._symbols.get(symbol)
+        if data is None:
+            return None
+        kept = data.candles[interval]
+        return kept[0].start_ns if len(kept) == kept.maxlen else None
+
     def candles(self, symbol: str, interval: str, start_ns: int, end_ns: int) -> list[Candle]:
         """Candles whose start lies in [start_ns, end_ns), oldest first."""
         data = self._symbols.get(symbol)

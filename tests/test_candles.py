@@ -6,12 +6,21 @@ every expected candle is written out by hand: (start, open, high, low, close, vo
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
+from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from benchmarks.ledger import event_stream
+from clearing.ledger import Ledger, default_database_url
+from exchange.candles import history_candles, ohlcv
 from exchange.events import Trade
-from exchange.marketdata import MarketData, bucket_start_ns
+from exchange.ledger_feed import entries_of
+from exchange.marketdata import INTERVALS_NS, Candle, MarketData, bucket_start_ns
 from matching_engine import Side
 
 SYMBOL = "HOG-TEST"
@@ -171,3 +180,110 @@ def test_recent_trades_newest_first() -> None:
         (8, 70, 1, 80),
     ]
     assert recent[0].time_ns == ns("2026-03-02T17:00:00Z")
+
+
+# ------------------------------------------------------------------------------------------------
+# The same candles with numpy, from a series of trades (what the ledger's history is built with)
+
+
+def series(trades: list[tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    array = np.array(trades, dtype=np.int64).reshape(-1, 3)
+    return array[:, 0].copy(), array[:, 1].copy(), array[:, 2].copy()
+
+
+def candle_rows(candles: list[Candle]) -> list[tuple[int, int, int, int, int, int]]:
+    return [(c.start_ns, c.open, c.high, c.low, c.close, c.volume) for c in candles]
+
+
+@pytest.mark.parametrize("interval", list(EXPECTED))
+def test_numpy_candles_equal_hand_computed_ohlcv(interval: str) -> None:
+    trades = [(ns(moment), price, quantity) for moment, price, quantity in TRADES]
+    built = ohlcv(*series(trades), INTERVALS_NS[interval])
+    assert candle_rows(built) == expected_rows(interval)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3 * 86_400 * 10**9),  # gap to the previous trade, up to 3 days
+            st.integers(1, 10**9),
+            st.integers(1, 10**6),
+        ),
+        max_size=80,
+    ),
+    st.sampled_from(list(INTERVALS_NS)),
+)
+def test_numpy_candles_equal_the_live_candles_for_any_trades(
+    gaps: list[tuple[int, int, int]], interval: str
+) -> None:
+    market_data = MarketData()
+    times = list(itertools.accumulate(gap for gap, _, _ in gaps))
+    trades = [
+        (ns("2026-03-01T00:00:00Z") + t, p, q) for t, (_, p, q) in zip(times, gaps, strict=True)
+    ]
+    for number, (time_ns, price, quantity) in enumerate(trades, start=1):
+        market_data.observe(number, time_ns, [trade(number, price, quantity)])
+    live = market_data.candles(SYMBOL, interval, 0, 2**63)
+    assert candle_rows(ohlcv(*series(trades), INTERVALS_NS[interval])) == candle_rows(live)
+
+
+class TradeList:
+    """A trade source like the ledger's `trade_series`, over a list."""
+
+    def __init__(self, trades: list[tuple[int, int, int]]) -> None:
+        self.trades = trades
+
+    def trade_series(
+        self, symbol: str, start_ns: int, end_ns: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return series([t for t in self.trades if start_ns <= t[0] < end_ns])
+
+
+def test_history_candles_select_by_start_like_the_live_query() -> None:
+    trades = TradeList([(ns(moment), price, quantity) for moment, price, quantity in TRADES])
+    found = history_candles(
+        trades, SYMBOL, "1h", ns("2026-03-01T16:30:00Z"), ns("2026-03-01T18:00:00Z")
+    )
+    # the 16:00 candle starts before the range and 18:00 at its end: neither is in it
+    assert candle_rows(found) == [(ns("2026-03-01T17:00:00Z"), 90, 110, 80, 80, 10)]
+
+
+def test_old_candles_the_live_projection_dropped_come_back_from_the_ledger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("exchange.marketdata.MAX_CANDLES_PER_INTERVAL", 3)
+    market_data = MarketData()
+    observe(market_data)
+    kept_from = market_data.retained_from(SYMBOL, "1m")
+    assert kept_from == ns("2026-03-02T00:00:00Z")  # only the newest three 1m candles are kept
+    trades = TradeList([(ns(moment), price, quantity) for moment, price, quantity in TRADES])
+    older = history_candles(trades, SYMBOL, "1m", 0, kept_from)
+    assert candle_rows(older) + as_rows(market_data, "1m") == expected_rows("1m")
+    few = MarketData()
+    observe(few, last=2)  # one candle of each interval: nothing dropped, no ledger needed
+    assert few.retained_from(SYMBOL, "1m") is None
+
+
+def test_the_ledger_gives_the_trade_series_of_a_symbol(tmp_path: Path) -> None:
+    ledger = Ledger.open(default_database_url(tmp_path))
+    try:
+        stream, _ = event_stream(3_000, seed=5)
+        ledger.apply(entries_of(stream))
+        symbol = "HOG-G1-HCM"
+        trades = [
+            (r.time_ns, e.price, e.quantity)
+            for r in stream
+            for e in r.events
+            if isinstance(e, Trade) and e.symbol == symbol
+        ]
+        assert len(trades) > 50
+        middle = trades[len(trades) // 2][0]
+        times, prices, quantities = ledger.trade_series(symbol, middle, 2**62)
+        expected = [t for t in trades if t[0] >= middle]
+        assert (
+            list(zip(times.tolist(), prices.tolist(), quantities.tolist(), strict=True)) == expected
+        )
+        assert [len(a) for a in ledger.trade_series("NOPE", 0, 2**62)] == [0, 0, 0]
+    finally:
+        ledger.close()
