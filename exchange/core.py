@@ -86,6 +86,7 @@ from matching_engine import (
     TimeInForce,
     Trade,
 )
+from matching_engine.auction import cancel_market_orders
 from matching_engine.book import reject_message
 from matching_engine.enums import RejectCode
 
@@ -356,6 +357,7 @@ class ExchangeCore:
         reference = book.rules.reference_price
         if market.symbol in self.halted:
             events.append(AuctionUncrossed(market.symbol, None, 0, 0, reference))
+            self._cancel_waiting_market_orders(market, events)
             return
         found, engine_events = book.uncross(reference, self._waiting_market_orders(market))
         if found is None:
@@ -379,8 +381,8 @@ class ExchangeCore:
         }
 
     def _cancel_waiting_market_orders(self, market: Market, events: list[Event]) -> None:
-        for order_id in sorted(self._waiting_market_orders(market)):
-            self._absorb(market.book.cancel(order_id), market, events)
+        waiting = self._waiting_market_orders(market)
+        self._absorb(cancel_market_orders(market.book, waiting), market, events)
 
     def _close(self, market: Market, events: list[Event], *, settle: bool) -> None:
         """The end of a trading day: day orders expire; the settlement price is fixed once."""

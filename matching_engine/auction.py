@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from matching_engine.enums import CancelReason, Side
-from matching_engine.events import BookLevelChanged, EngineEvent, OrderCancelled, Trade
+from matching_engine.events import EngineEvent, OrderCancelled, Trade
 from matching_engine.orders import Order
 
 if TYPE_CHECKING:
@@ -239,13 +239,15 @@ def uncross(
         )
     for side, price in sorted(touched):
         events.append(book.level_event(side, price))
-    events.extend(_cancel_market_remainders(book, market_ids))
+    events.extend(cancel_market_orders(book, market_ids))
     return found, events
 
 
-def _cancel_market_remainders(
+def cancel_market_orders(
     book: OrderBook, market_ids: frozenset[int] | set[int]
 ) -> list[EngineEvent]:
+    """End the market orders still resting after a call (they never rest in continuous
+    trading): `NO_LIQUIDITY` when nothing filled, else `IMMEDIATE_OR_CANCEL`."""
     events: list[EngineEvent] = []
     for order_id in sorted(market_ids):
         order = book.order(order_id)
@@ -266,4 +268,4 @@ def _cancel_market_remainders(
     return events
 
 
-__all__ = ["AuctionPrice", "BookLevelChanged", "indicative_price", "plan", "uncross"]
+__all__ = ["AuctionPrice", "cancel_market_orders", "indicative_price", "plan", "uncross"]

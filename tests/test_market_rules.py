@@ -365,7 +365,7 @@ def test_a_market_order_waiting_in_a_pre_open_that_is_called_off_is_cancelled() 
     market.session(Session.PRE_OPEN)
     market.order(BUYER, BUY, 1)
     market.session(Session.CLOSED)
-    assert market.core.orders[1].status.value == "cancelled"
+    assert market.core.orders[1].cancel_reason == "NO_LIQUIDITY"
     assert market.core.accounts.balance(BUYER, CASH).reserved == 0
 
 
@@ -393,9 +393,11 @@ def test_a_halted_market_does_not_uncross() -> None:
     market.session(Session.PRE_OPEN)
     market.order(FARM, SELL, 1, 60_000)
     market.order(BUYER, BUY, 1, 60_000)
+    market.order(TRADER, BUY, 1)
     market.do(c.HaltMarket(HOG, "inspection"))
     events = market.session(Session.AUCTION)
     assert traded(events) == [] and market.core.markets[HOG].book.open_order_count() == 2
+    assert market.core.orders[3].cancel_reason == "NO_LIQUIDITY"  # market orders never rest
 
 
 def test_the_timetable_gives_the_phase_in_vietnam_time_on_trading_days() -> None:
