@@ -3,9 +3,8 @@
 Used at the opening (after `pre_open`), at the close (after `closing`) and when a market reopens
 after a circuit-breaker halt. The book calls it only then; continuous matching never comes here.
 
-The uncrossing price, among every limit price in the book and the reference price (a price
-strictly between two limit prices never beats both neighbours, and the reference price stands
-for that whole gap when it lies in it):
+The uncrossing price, among the prices within the band (`_Call.candidates` narrows them down
+to the few that can win, without changing the outcome):
 
 1. the price that executes the largest volume;
 2. then the one with the smallest imbalance |buy volume - sell volume| at that price;
@@ -25,15 +24,17 @@ stepped over and the fill goes to the next sell in priority; what finds no other
 stays in the book unfilled. An all-or-none order that would end up filled only in part sits
 the auction out (and the auction is worked out again without it).
 
-Rule 4 rarely decides: the reference price is always a candidate, and between two prices
-equally near it, it has at least the volume and at most the imbalance of both (the buy volume
-falls and the sell volume rises with the price), so it wins; only all-or-none orders, whose
-volume is not monotonic, can leave two prices equally near the reference tied on all else.
+Rule 4 rarely decides: between two prices equally near the reference, the reference price
+itself has at least the volume and at most the imbalance of both (the buy volume falls and the
+sell volume rises with the price), so it wins; only all-or-none orders, whose volume is not
+monotonic, can leave two prices equally near the reference tied on all else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import accumulate, pairwise
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -121,6 +122,7 @@ class _Call:
         excluded: set[int],
     ) -> None:
         self.market_ids = market_ids
+        self.rules = book.rules
         self.buys = _in_priority(book.resting_orders(Side.BUY), market_ids, excluded)
         self.sells = _in_priority(book.resting_orders(Side.SELL), market_ids, excluded)
         self.all_or_none = any(o.all_or_none for o in (*self.buys, *self.sells))
@@ -132,22 +134,55 @@ class _Call:
         return buys, sells
 
     def candidates(self, reference_price: int) -> list[int]:
-        prices = {o.price for o in (*self.buys, *self.sells) if o.order_id not in self.market_ids}
-        prices.add(reference_price)
-        return sorted(prices)
+        """The prices that can win: every limit price and the reference price, and, for each
+        gap between two of them, the prices one tick inside it (all prices inside a gap trade
+        the same volume with the same imbalance, which can beat both ends; the reference, or
+        else the end of the gap nearest to it, is the one rule 3 picks), within the band."""
+        limits = {o.price for o in (*self.buys, *self.sells) if o.order_id not in self.market_ids}
+        prices = sorted(limits | {reference_price})
+        tick = self.rules.tick_size
+        inside = {prices[0] - tick, prices[-1] + tick}
+        for low, high in pairwise(prices):
+            if high - low > tick:
+                inside.update((low + tick, high - tick))
+        band_low, band_high = self.rules.band_low, self.rules.band_high
+        return sorted(p for p in inside.union(prices) if band_low <= p <= band_high)
 
     def price(self, reference_price: int) -> AuctionPrice | None:
         best: tuple[tuple[int, int, int, int], AuctionPrice] | None = None
-        for price in self.candidates(reference_price):
-            buys, sells = self.at(price)
-            volume = _executable(buys, sells, self.all_or_none)
+        for price, volume, imbalance in self._volumes(reference_price):
             if volume == 0:
                 continue
-            imbalance = sum(o.remaining for o in buys) - sum(o.remaining for o in sells)
             key = (-volume, abs(imbalance), abs(price - reference_price), price)
             if best is None or key < best[0]:
                 best = key, AuctionPrice(price, volume, imbalance)
         return best[1] if best is not None else None
+
+    def _volumes(self, reference_price: int) -> Iterator[tuple[int, int, int]]:
+        """(price, executable volume, imbalance) at every candidate price.
+
+        Without all-or-none orders the volume is min(buys at or above, sells at or below),
+        read off cumulative sums in O(log n) per price; all-or-none orders need the
+        fixed point of `_executable`, one pass over the eligible orders per price.
+        """
+        candidates = self.candidates(reference_price)
+        if self.all_or_none:
+            for price in candidates:
+                buys, sells = self.at(price)
+                imbalance = sum(o.remaining for o in buys) - sum(o.remaining for o in sells)
+                yield price, _executable(buys, sells, True), imbalance
+            return
+        ids = self.market_ids
+        buy_limits = sorted((_limit(o, ids), o.remaining) for o in self.buys)
+        sell_limits = sorted((_limit(o, ids), o.remaining) for o in self.sells)
+        buy_prices = [limit for limit, _ in buy_limits]
+        sell_prices = [limit for limit, _ in sell_limits]
+        buy_from = list(accumulate((q for _, q in reversed(buy_limits)), initial=0))[::-1]
+        sell_upto = list(accumulate((q for _, q in sell_limits), initial=0))
+        for price in candidates:
+            bought = buy_from[bisect_left(buy_prices, price)]  # limits at or above the price
+            sold = sell_upto[bisect_right(sell_prices, price)]  # limits at or below it
+            yield price, min(bought, sold), bought - sold
 
 
 def indicative_price(

@@ -7,6 +7,10 @@ ALICE, BOB, CAROL and DAVE are different participants.
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from matching_engine import (
     AuctionPrice,
     BookRules,
@@ -113,14 +117,13 @@ def test_the_auction_price_executes_the_largest_volume() -> None:
 
 def test_equal_volumes_go_to_the_smallest_imbalance() -> None:
     call = Call()
-    call.order(ALICE, BUY, 5, 61_000)
+    call.order(ALICE, BUY, 5, 60_100)
     call.order(DAVE, BUY, 2, 60_000)
-    call.order(BOB, SELL, 5, 59_500)
-    call.order(CAROL, SELL, 3, 60_500)
-    # Every price executes 5 lots; 59,500 and 60,000 leave 2 buys over, 60,500 and 61,000
-    # leave 3 sells over. With the reference at 61,000 the smaller imbalance still wins.
-    found, _ = call.uncross(reference=61_000)
-    assert found == AuctionPrice(60_000, 5, 2)
+    call.order(BOB, SELL, 5, 59_900)
+    # 59,900, 60,000 and 60,100 all execute 5 lots; only 60,100 leaves nothing over, and it
+    # wins although it is the furthest from a reference of 59,000.
+    found, _ = call.uncross(reference=59_000)
+    assert found == AuctionPrice(60_100, 5, 0)
 
 
 def test_equal_volume_and_imbalance_go_to_the_price_nearest_the_reference() -> None:
@@ -255,3 +258,43 @@ def test_what_the_auction_leaves_rests_for_continuous_trading() -> None:
     # Continuous matching picks up where the auction left off.
     events = call.book.place(OrderRequest(99, CAROL, SELL, 60_500, 3))
     assert [(t[2], t[3]) for t in trades(events)] == [(60_500, 3)]
+
+
+def test_a_price_inside_a_gap_wins_when_it_leaves_no_imbalance() -> None:
+    call = Call()
+    call.order(ALICE, BUY, 5, 60_500)
+    call.order(BOB, BUY, 3, 59_500)
+    call.order(CAROL, SELL, 5, 59_500)
+    call.order(DAVE, SELL, 3, 60_500)
+    # 59,500 leaves 3 buys over, 60,500 3 sells; any price between trades 5 lots with none
+    # over, and of those, 61,000's nearest is 60,400.
+    found, _ = call.uncross(reference=61_000)
+    assert found == AuctionPrice(60_400, 5, 0)
+
+
+def brute_force(call: Call, reference: int) -> AuctionPrice | None:
+    """Rules 1-4 tried at every tick of the band, the slow and obvious way."""
+    rules = call.book.rules
+    buys = list(call.book.resting_orders(BUY))
+    sells = list(call.book.resting_orders(SELL))
+    best = None
+    for price in range(rules.band_low, rules.band_high + 1, rules.tick_size):
+        bought = sum(o.remaining for o in buys if o.order_id in call.market_ids or o.price >= price)
+        sold = sum(o.remaining for o in sells if o.order_id in call.market_ids or o.price <= price)
+        volume, imbalance = min(bought, sold), bought - sold
+        key = (-volume, abs(imbalance), abs(price - reference), price)
+        if volume and (best is None or key < best[0]):
+            best = key, AuctionPrice(price, volume, imbalance)
+    return None if best is None else best[1]
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_auction_price_is_the_best_of_every_price_in_the_band(seed: int) -> None:
+    rng = random.Random(seed)
+    call = Call()
+    for _ in range(rng.randint(1, 12)):
+        side = rng.choice((BUY, SELL))
+        price = None if rng.random() < 0.1 else rng.randrange(58_000, 62_001, 100)
+        call.order(rng.randint(1, 4), side, rng.randint(1, 9), price)
+    reference = rng.randrange(57_000, 63_001, 100)
+    assert call.book.indicative_price(reference, call.market_ids) == brute_force(call, reference)
