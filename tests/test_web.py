@@ -574,6 +574,12 @@ def test_every_page_fits_a_360px_phone_and_a_desktop(
         page.wait_for_function(f"window.innerWidth === {viewport['width']}")
         scroll_width = page.evaluate("document.documentElement.scrollWidth")
         assert scroll_width <= viewport["width"], f"{name} scrolls sideways at {viewport}"
+        cramped = page.evaluate(
+            "[...document.querySelectorAll('.table-wrap')]"
+            ".filter((wrap) => wrap.scrollWidth > wrap.clientWidth).map((wrap) => wrap.id"
+            " || wrap.querySelector('table')?.id)"
+        )
+        assert cramped == [], f"{name}: tables scroll sideways at {viewport}: {cramped}"
         screenshot(page, f"{name}-{viewport['width']}", expected)
 
 

@@ -23,7 +23,7 @@ export function changeOf(ticker) {
   const direction = change > 0 ? "up" : change < 0 ? "down" : "flat";
   return {
     text: `${signedNumber(change)} (${signedPercent(change / ticker.open)})`,
-    class: `num change ${direction}`,
+    class: `num ${direction}`,
   };
 }
 

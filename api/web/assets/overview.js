@@ -23,12 +23,20 @@ function row(instrument) {
     el("span", { class: "instrument-name" }, instrument.name),
     instrument.status === "halted" ? el("span", { class: "tag" }, t("status.halted")) : null,
   );
+  const change = changeOf(ticker);
+  // On a phone the change sits under the price instead of in a column of its own.
+  const lastPrice = el(
+    "div",
+    {},
+    el("div", { class: "last-price" }, lastPriceText(ticker, instrument)),
+    el("div", { class: `narrow-only ${change.class}` }, change.text),
+  );
   return {
     attributes: { dataset: { symbol: instrument.symbol } },
     cells: [
       name,
-      { text: lastPriceText(ticker, instrument), class: "num last-price" },
-      changeOf(ticker),
+      { node: lastPrice, class: "num" },
+      { text: change.text, class: `${change.class} wide-only` },
       { text: `${number(ticker?.volume ?? 0)} ${t("unit.lots")}`, class: "num volume" },
       { text: price(ticker?.best_bid, instrument.price_unit), class: "num wide-only" },
       { text: price(ticker?.best_ask, instrument.price_unit), class: "num wide-only" },
