@@ -94,6 +94,7 @@ def demo_command(args: argparse.Namespace) -> int:
 async def _demo(data_dir: Path, orders: int, seed: int) -> int:
     from exchange.demo import demo_participants, order_flow, setup_commands
     from exchange.events import Trade
+    from exchange.scheduler import Scheduler
     from exchange.sequencer import Exchange
 
     exchange = Exchange(data_dir)
@@ -103,6 +104,7 @@ async def _demo(data_dir: Path, orders: int, seed: int) -> int:
     if report.last_sequence == 0:
         for command in setup_commands(cast):
             await exchange.submit(command)
+    await Scheduler(exchange).catch_up()  # the timetabled markets to today's phase
     trades = 0
     for command in order_flow(cast, seed, orders):
         result = await exchange.submit(command)
