@@ -13,7 +13,8 @@ The alerts, each naming the orders, trades and participants behind it:
 - `spoofing`: a large order cancelled unfilled by its owner within seconds, while the owner
   traded on the other side of the same market: the order was there to move others, not to trade.
 - `marking_the_close`: a trade in the last minutes before the close moving the price beyond a
-  threshold from the last price before those minutes (the close price sets valuations).
+  threshold from the last price before those minutes (the close price sets valuations). The
+  close is the market's timetable's (its closing call included) or else the configured time.
 - `unusual_price_move`: a trade more than a threshold away from the lowest or highest price of a
   recent window.
 
@@ -36,8 +37,10 @@ from exchange.events import (
     OrderAmended,
     OrderCancelled,
     OrderExpired,
+    ReferencePriceChanged,
     Trade,
 )
+from exchange.sessions import VIETNAM_UTC_OFFSET_NS, minutes
 from exchange.surveillance_config import SurveillanceConfig
 from matching_engine import Side
 from matching_engine.enums import CancelReason
@@ -116,6 +119,10 @@ class MarketWatch(msgspec.Struct, array_like=True, gc=False):
     close_trades: list[Trade] = []
     lows: list[PricePoint] = []  # rising prices: the window's low first
     highs: list[PricePoint] = []  # falling prices: the window's high first
+    # A market with a timetable: when its continuous trading ends (minute of the Vietnam
+    # day) and its close (HH:MM); -1 and "" for a market trading at any hour.
+    closing_minute: int = -1
+    close_time: str = ""
 
 
 class SurveillanceState(msgspec.Struct, frozen=True):
@@ -174,6 +181,7 @@ class Surveillance:
             Trade: self._on_trade,
             OrderCancelled: self._on_cancelled,
             OrderExpired: self._on_expired,
+            ReferencePriceChanged: self._on_reference_price,
         }
 
     # ------------------------------------------------------------------ the one entry point
@@ -199,13 +207,24 @@ class Surveillance:
         self._move_window_ns = config.price_move_window_s * SECOND_NS
         self._utc_offset_ns = config.utc_offset_minutes * MINUTE_NS
         self._close_ns = config.close_minute_of_day * MINUTE_NS  # into the local day
-        self._close_window_start_ns = self._close_ns - config.close_window_minutes * MINUTE_NS
+        self._close_window_ns = config.close_window_minutes * MINUTE_NS
+        self._close_window_start_ns = self._close_ns - self._close_window_ns
 
     # ------------------------------------------------------------------ orders
 
     def _on_listed(self, event: InstrumentListed) -> None:
         instrument = event.instrument
-        self._markets[instrument.symbol] = MarketWatch(instrument.reference_price)
+        watch = MarketWatch(instrument.reference_price)
+        timetable = instrument.timetable
+        if timetable is not None:
+            watch.closing_minute = minutes(timetable.closing)
+            watch.close_time = timetable.close
+        self._markets[instrument.symbol] = watch
+
+    def _on_reference_price(self, event: ReferencePriceChanged) -> None:
+        market = self._markets.get(event.symbol)
+        if market is not None:
+            market.reference_price = event.reference_price
 
     def _on_accepted(self, event: OrderAccepted) -> None:
         self._open[event.order_id] = OpenOrder(
@@ -341,12 +360,27 @@ class Surveillance:
             {"link_group": group + 1, "price": trade.price, "quantity": trade.quantity},
         )
 
+    def _close_day(self, market: MarketWatch) -> int | None:
+        """The local day whose close window holds now, or None outside every close window.
+
+        A market with a timetable: from `close_window_minutes` before its continuous trading
+        ends until it closes, so the closing call's uncross (at or after the close) is in;
+        the market is closed after it. Any other market: the minutes before `close_time`.
+        """
+        if market.closing_minute < 0:
+            local_ns = self._time_ns + self._utc_offset_ns
+            if not self._close_window_start_ns <= local_ns % DAY_NS < self._close_ns:
+                return None
+            return local_ns // DAY_NS
+        local_ns = self._time_ns + VIETNAM_UTC_OFFSET_NS
+        start_ns = market.closing_minute * MINUTE_NS - self._close_window_ns
+        return local_ns // DAY_NS if local_ns % DAY_NS >= start_ns else None
+
     def _watch_close(self, trade: Trade, market: MarketWatch) -> None:
         config = self.config
-        local_ns = self._time_ns + self._utc_offset_ns
-        if not self._close_window_start_ns <= local_ns % DAY_NS < self._close_ns:
+        day = self._close_day(market)
+        if day is None:
             return
-        day = local_ns // DAY_NS
         if market.close_day != day:  # the first trade of this close window
             market.close_day = day
             market.close_reference = market.last_price or market.reference_price
@@ -361,6 +395,7 @@ class Surveillance:
             return
         market.close_alerted = True
         trades = market.close_trades
+        close_time = market.close_time or config.close_time
         self._raise(
             MARKING_THE_CLOSE,
             trade.symbol,
@@ -368,13 +403,13 @@ class Surveillance:
             _unique(o for t in trades for o in (t.maker_order_id, t.taker_order_id)),
             [t.trade_id for t in trades],
             f"{trade.symbol} traded at {trade.price} in the last {config.close_window_minutes} "
-            f"minutes before the {config.close_time} close, {_move_bps(trade.price, reference)} "
+            f"minutes before the {close_time} close, {_move_bps(trade.price, reference)} "
             f"bp from {reference} before them",
             {
                 "reference_price": reference,
                 "price": trade.price,
                 "move_bps": _move_bps(trade.price, reference),
-                "close_time": config.close_time,
+                "close_time": close_time,
                 "aggressor_participant_ids": _unique(t.taker_participant_id for t in trades),
             },
         )

@@ -39,7 +39,8 @@ class SurveillanceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     spoofing_window_s: int = 10
     # Marking the close: a trade in the last `close_window_minutes` before the close at
     # local time `close_time` (UTC + `utc_offset_minutes`; Vietnam is UTC+7 all year), more
-    # than `close_move_bps` away from the last price before that window.
+    # than `close_move_bps` away from the last price before that window. A market with a
+    # timetable uses its own: the minutes before continuous trading ends, and the closing call.
     close_time: str = "15:00"
     utc_offset_minutes: int = 420
     close_window_minutes: int = 10

@@ -30,6 +30,7 @@ from exchange.events import CommandRejected, Event, OrderCancelled, OrderRegiste
 from exchange.instruments import Instrument, InstrumentKind
 from exchange.marketdata import MarketDataState
 from exchange.participants import Role
+from exchange.sessions import Session, Timetable
 from exchange.snapshots import Recovered, SnapshotBody
 from exchange.surveillance import (
     MARKING_THE_CLOSE,
@@ -68,7 +69,12 @@ class Placed(msgspec.Struct):
 class Market:
     """An exchange core with surveillance watching it, driven one command at a time."""
 
-    def __init__(self, config: SurveillanceConfig | None = None, traders: int = 3) -> None:
+    def __init__(
+        self,
+        config: SurveillanceConfig | None = None,
+        traders: int = 3,
+        instrument: Instrument = HOG,
+    ) -> None:
         self.core = ExchangeCore()
         self.surveillance = Surveillance()
         self.sequence = 0
@@ -80,7 +86,7 @@ class Market:
             name = f"trader-{trader}"
             key = hashlib.sha256(name.encode()).hexdigest()
             self.do(c.RegisterParticipant(name, Role.TRADER, key))
-        self.do(c.ListInstrument(HOG))
+        self.do(c.ListInstrument(instrument))
         for trader in range(1, traders + 1):
             self.do(c.Deposit(trader, "VND", 10**13))
             self.do(c.Deposit(trader, SYMBOL, 10**6))
@@ -310,6 +316,28 @@ def test_the_close_time_is_configurable() -> None:
     config = SurveillanceConfig(close_time="11:30", close_window_minutes=5)
     assert [kind for kind, *_ in price_move("11:27", 61_900, config)] == [MARKING_THE_CLOSE]
     assert price_move("14:55", 61_900, config) == []
+
+
+def test_with_a_timetable_the_closing_auction_is_in_the_close_window() -> None:
+    timetable = Timetable(pre_open="08:45", open="09:00", closing="14:45", close="15:00")
+    market = Market(instrument=msgspec.structs.replace(HOG, timetable=timetable))
+    market.at("09:00")
+    market.do(c.AdvanceSession(SYMBOL, Session.CONTINUOUS))
+    market.at("10:00")
+    market.trade(C, B, 60_000)
+    market.at("14:45")
+    market.do(c.AdvanceSession(SYMBOL, Session.CLOSING))
+    market.at("14:50")
+    offer = market.sell(A, 61_900, 1)  # the closing call: orders wait for the uncross
+    bid = market.buy(B, 61_900, 1)
+    market.at("15:00:01")
+    uncross = market.do(c.AdvanceSession(SYMBOL, Session.AUCTION))
+    trade_ids = [e.trade_id for e in uncross if isinstance(e, Trade)]
+    assert len(trade_ids) == 1
+    assert market.alerts() == [
+        (MARKING_THE_CLOSE, [A, B], [offer.order_id, bid.order_id], trade_ids),
+    ]
+    assert market.surveillance.alerts[0].details["close_time"] == "15:00"
 
 
 # ---------------------------------------------------------------------- unusual price moves
