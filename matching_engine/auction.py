@@ -17,12 +17,16 @@ Priority: market orders first, then by price (best first), then time (the book's
 Fills are handed out in that priority; an all-or-none order takes part only if it fills whole
 (it is passed over otherwise and keeps its place), which the volume in rule 1 already counts.
 
+Self-trade prevention, first: continuous trading never lets a participant's order rest
+across its own (the later one is cancelled), so before pricing, each order that crosses an
+earlier order of its own participant on the other side is cancelled (`SELF_TRADE`), taking
+the orders in time order. No participant is then on both sides at any price.
+
 Pairing: each buy's fill is taken from the sells in priority order; each trade is at the
 auction price, the earlier order (smaller order id) is the maker and the later one the taker.
-A participant's buy is never paired with its own sell (self-trade prevention): the sell is
-stepped over and the fill goes to the next sell in priority; what finds no other participant
-stays in the book unfilled. An all-or-none order that would end up filled only in part sits
-the auction out (and the auction is worked out again without it).
+(Pairing still steps over a sell of the buyer's own participant, as a second guard.) An
+all-or-none order that would end up filled only in part sits the auction out (and the
+auction is worked out again without it).
 
 Rule 4 rarely decides: between two prices equally near the reference, the reference price
 itself has at least the volume and at most the imbalance of both (the buy volume falls and the
@@ -189,7 +193,35 @@ def indicative_price(
     book: OrderBook, reference_price: int, market_ids: frozenset[int] | set[int] = frozenset()
 ) -> AuctionPrice | None:
     """The price and volume an uncross would have now (None: nothing would trade)."""
-    return _Call(book, market_ids, set()).price(reference_price)
+    return _Call(book, market_ids, self_crossing(book, market_ids)).price(reference_price)
+
+
+def self_crossing(book: OrderBook, market_ids: frozenset[int] | set[int]) -> set[int]:
+    """Orders that cross an earlier order of the same participant on the other side.
+
+    Continuous trading never lets that rest (self-trade prevention cancels the incoming,
+    later order), so the auction does the same before it prices: taken in time order, each
+    participant's order that crosses one of its own earlier, surviving orders is cancelled.
+    """
+    orders = sorted(
+        (*book.resting_orders(Side.BUY), *book.resting_orders(Side.SELL)),
+        key=lambda o: o.order_id,
+    )
+    highest_buy: dict[int, int] = {}  # participant -> highest limit of its surviving buys
+    lowest_sell: dict[int, int] = {}
+    crossing: set[int] = set()
+    for order in orders:
+        owner, limit = order.participant_id, _limit(order, market_ids)
+        if order.side is Side.BUY:
+            if owner in lowest_sell and limit >= lowest_sell[owner]:
+                crossing.add(order.order_id)
+            else:
+                highest_buy[owner] = max(limit, highest_buy.get(owner, limit))
+        elif owner in highest_buy and limit <= highest_buy[owner]:
+            crossing.add(order.order_id)
+        else:
+            lowest_sell[owner] = min(limit, lowest_sell.get(owner, limit))
+    return crossing
 
 
 def _pair(buys: list[_Allocation], sells: list[Order]) -> list[tuple[Order, Order, int]]:
@@ -248,8 +280,8 @@ def uncross(
 ) -> tuple[AuctionPrice | None, list[EngineEvent]]:
     """Run the auction on `book`: trades, the levels they changed, then the cancelled remainders
     of market orders (they never rest once the auction is over)."""
+    events = _cancel(book, self_crossing(book, market_ids), CancelReason.SELF_TRADE)
     found, pairs = plan(book, reference_price, market_ids)
-    events: list[EngineEvent] = []
     touched: set[tuple[Side, int]] = set()
     for buy, sell, quantity in pairs:
         assert found is not None
@@ -286,13 +318,18 @@ def cancel_market_orders(
     events: list[EngineEvent] = []
     for order_id in sorted(market_ids):
         order = book.order(order_id)
-        if order is None:
-            continue
-        reason = (
-            CancelReason.NO_LIQUIDITY
-            if order.remaining == order.quantity
-            else CancelReason.IMMEDIATE_OR_CANCEL
-        )
+        if order is not None:
+            unfilled = order.remaining == order.quantity
+            reason = CancelReason.NO_LIQUIDITY if unfilled else CancelReason.IMMEDIATE_OR_CANCEL
+            events += _cancel(book, {order_id}, reason)
+    return events
+
+
+def _cancel(book: OrderBook, order_ids: set[int], reason: CancelReason) -> list[EngineEvent]:
+    events: list[EngineEvent] = []
+    for order_id in sorted(order_ids):
+        order = book.order(order_id)
+        assert order is not None
         remaining = order.remaining
         events.append(book.remove_order(order))
         events.append(
@@ -303,4 +340,11 @@ def cancel_market_orders(
     return events
 
 
-__all__ = ["AuctionPrice", "cancel_market_orders", "indicative_price", "plan", "uncross"]
+__all__ = [
+    "AuctionPrice",
+    "cancel_market_orders",
+    "indicative_price",
+    "plan",
+    "self_crossing",
+    "uncross",
+]

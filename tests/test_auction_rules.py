@@ -28,6 +28,7 @@ from matching_engine import (
     TimeInForce,
     Trade,
 )
+from matching_engine.auction import self_crossing
 
 ALICE, BOB, CAROL, DAVE = 1, 2, 3, 4
 BUY, SELL = Side.BUY, Side.SELL
@@ -212,14 +213,23 @@ def test_an_all_or_none_order_that_can_fill_whole_trades() -> None:
     assert found is not None and found.volume == 3 and call.remaining(aon) == 0
 
 
-def test_a_participant_is_never_paired_with_itself() -> None:
+def test_an_order_crossing_its_own_participants_earlier_order_is_cancelled_first() -> None:
     call = Call()
     buy = call.order(ALICE, BUY, 3, 60_000)
-    own = call.order(ALICE, SELL, 3, 60_000)  # first in time priority, but Alice's own
+    own = call.order(ALICE, SELL, 3, 59_900)  # crosses Alice's own earlier buy
     other = call.order(BOB, SELL, 3, 60_000)
     _, events = call.uncross()
+    cancelled = [e for e in events if isinstance(e, OrderCancelled)]
+    assert [(e.order_id, e.reason) for e in cancelled] == [(own, CancelReason.SELF_TRADE)]
     assert trades(events) == [(buy, other, 60_000, 3)]
-    assert call.remaining(own) == 3
+    assert call.book.best_bid() is None or call.book.best_ask() is None
+
+
+def test_the_indicative_price_already_leaves_out_self_crossing_orders() -> None:
+    call = Call()
+    call.order(ALICE, BUY, 3, 60_000)
+    call.order(ALICE, SELL, 3, 59_000)
+    assert call.book.indicative_price(REFERENCE, call.market_ids) is None
 
 
 def test_without_crossing_orders_the_auction_trades_nothing() -> None:
@@ -275,8 +285,9 @@ def test_a_price_inside_a_gap_wins_when_it_leaves_no_imbalance() -> None:
 def brute_force(call: Call, reference: int) -> AuctionPrice | None:
     """Rules 1-4 tried at every tick of the band, the slow and obvious way."""
     rules = call.book.rules
-    buys = list(call.book.resting_orders(BUY))
-    sells = list(call.book.resting_orders(SELL))
+    cancelled = self_crossing(call.book, call.market_ids)  # the documented first step
+    buys = [o for o in call.book.resting_orders(BUY) if o.order_id not in cancelled]
+    sells = [o for o in call.book.resting_orders(SELL) if o.order_id not in cancelled]
     best = None
     for price in range(rules.band_low, rules.band_high + 1, rules.tick_size):
         bought = sum(o.remaining for o in buys if o.order_id in call.market_ids or o.price >= price)
@@ -297,4 +308,9 @@ def test_the_auction_price_is_the_best_of_every_price_in_the_band(seed: int) -> 
         price = None if rng.random() < 0.1 else rng.randrange(58_000, 62_001, 100)
         call.order(rng.randint(1, 4), side, rng.randint(1, 9), price)
     reference = rng.randrange(57_000, 63_001, 100)
-    assert call.book.indicative_price(reference, call.market_ids) == brute_force(call, reference)
+    expected = brute_force(call, reference)
+    assert call.book.indicative_price(reference, call.market_ids) == expected
+    found, _ = call.uncross(reference)
+    assert found == expected
+    bid, ask = call.book.best_bid(), call.book.best_ask()
+    assert bid is None or ask is None or bid < ask  # nothing is left crossing

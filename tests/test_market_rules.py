@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date
+from typing import Any
 
 import msgspec
 import pytest
 from conftest import ocop_attributes as shared_ocop_attributes
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clearing.accounts import CASH
 from exchange import commands as c
@@ -772,3 +775,72 @@ def test_a_whole_day_replays_to_the_same_digest_and_survives_a_snapshot() -> Non
     )
     assert restored.digest() == market.core.digest()
     restored.check_invariants()
+
+
+ACTIONS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from(["buy", "sell"]),
+            st.sampled_from([FARM, COOP, BUYER, TRADER]),
+            st.integers(1, 6),
+            st.one_of(st.none(), st.integers(-30, 30)),
+            st.sampled_from(list(TimeInForce)),
+            st.booleans(),
+        ),
+        st.tuples(
+            st.just("session"),
+            st.sampled_from(list(Session)),
+            st.integers(0, 0),
+            st.none(),
+            st.just(TimeInForce.GTC),
+            st.booleans(),
+        ),
+        st.tuples(
+            st.sampled_from(["cancel", "amend", "deliver", "release", "settle", "wait"]),
+            st.sampled_from([FARM, COOP, BUYER, TRADER]),
+            st.integers(1, 40),
+            st.one_of(st.none(), st.integers(-30, 30)),
+            st.just(TimeInForce.GTC),
+            st.booleans(),
+        ),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(actions=ACTIONS)
+def test_random_sessions_auctions_and_deliveries_keep_every_invariant_and_replay(
+    actions: list[tuple[Any, ...]],
+) -> None:
+    market = Market(hog(timetable=TIMETABLE, circuit_breaker=BREAKER), now=at("08:45"))
+    for action, who, size, ticks, tif, flag in actions:
+        price = None if ticks is None else 60_000 + ticks * 100
+        if action in ("buy", "sell"):
+            side = BUY if action == "buy" else SELL
+            market.do(c.PlaceOrder(who, HOG, side, OrderType.LIMIT if price else OrderType.MARKET,
+                                   price, size, tif, all_or_none=flag))  # fmt: skip
+        elif action == "session":
+            market.session(who)
+        elif action == "cancel":
+            market.do(c.CancelOrder(who, size))
+        elif action == "amend":
+            market.do(c.AmendOrder(who, size, price=price, quantity=size if flag else None))
+        elif action == "deliver":
+            market.do(delivery(size % 3 + 1, owner=who, heads=40, farm=f"FARM-{size}"))
+        elif action == "release":
+            market.do(c.ReleaseGoods(who, HOG, size % 5 + 1))
+        elif action == "settle":
+            market.do(c.PublishSettlement(HOG))
+        else:
+            market.now += size * 20 * NS
+    replayed = ExchangeCore()
+    for sequence, (command, time_ns) in enumerate(market.journal, start=1):
+        replayed.apply(command, sequence, time_ns)
+    assert replayed.digest() == market.core.digest()
+    book = market.core.markets[HOG].book
+    if market.phase() is Session.CONTINUOUS and not any(
+        o.all_or_none for side in (BUY, SELL) for o in book.resting_orders(side)
+    ):  # only all-or-none orders may rest across the spread in continuous trading
+        bid, ask = book.best_bid(), book.best_ask()
+        assert bid is None or ask is None or bid < ask
