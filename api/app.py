@@ -186,7 +186,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.daily_heads = daily_heads
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
-    app.add_middleware(OrderEntryFastPath, exchange=exchange, limiter=limiter)  # outermost
+    app.add_middleware(OrderEntryFastPath, exchange=exchange, limiter=limiter)
+    app.add_middleware(ws.KeepRawWebSocketSend)  # outermost: sees the server's own `send`
     app.include_router(routes_trading.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_market.router)
