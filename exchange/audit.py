@@ -10,7 +10,7 @@ rules) are not indexed here; their commands and rejections are in the journal it
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -26,24 +26,40 @@ from exchange.events import (
     Trade,
 )
 
+AuditedEvent = (
+    OrderRegistered
+    | FundsHeld
+    | OrderAccepted
+    | OrderAmended
+    | Trade
+    | OrderCancelled
+    | OrderExpired
+    | FundsReleased
+)
+
 
 class AuditEntry(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """One step of one order's life."""
+    """One step of one order's life. It keeps the event itself (immutable, shared with the
+    rest of the exchange) and makes the regulator's view of it only when asked: the trail
+    records every step of every order, and is read for a few."""
 
     sequence: int
     time_ns: int
     kind: str  # registered, accepted, funds_held, amended, fill, funds_released, cancelled...
     command: str  # the type of the command that caused it
-    details: dict[str, Any]
+    event: AuditedEvent
+    liquidity: str | None = None  # fills: whether this order was the maker or the taker
+
+    @property
+    def details(self) -> dict[str, Any]:
+        details: dict[str, Any] = msgspec.to_builtins(msgspec.structs.asdict(self.event))
+        if self.liquidity is not None:
+            details["liquidity"] = self.liquidity
+        return details
 
 
 class AuditState(msgspec.Struct, frozen=True):
     orders: dict[int, list[AuditEntry]]
-
-
-def _event_details(event: Event) -> dict[str, Any]:
-    details: dict[str, Any] = msgspec.to_builtins(msgspec.structs.asdict(event))
-    return details
 
 
 class AuditTrail:
@@ -63,8 +79,7 @@ class AuditTrail:
                     (event.maker_order_id, "maker"),
                     (event.taker_order_id, "taker"),
                 ):
-                    details = _event_details(event) | {"liquidity": role}
-                    self._add(order_id, sequence, time_ns, "fill", command_type, details)
+                    self._add(order_id, sequence, time_ns, "fill", command_type, event, role)
                 continue
             about = _order_of(event)
             if about is None:
@@ -72,9 +87,8 @@ class AuditTrail:
             order_id = about
             if kind is OrderRegistered:
                 orders[order_id] = []
-            self._add(
-                order_id, sequence, time_ns, _KINDS[kind], command_type, _event_details(event)
-            )
+            audited = cast(AuditedEvent, event)  # `_order_of` answers only for audited kinds
+            self._add(order_id, sequence, time_ns, _KINDS[kind], command_type, audited)
 
     def _add(
         self,
@@ -83,11 +97,12 @@ class AuditTrail:
         time_ns: int,
         kind: str,
         command: str,
-        details: dict[str, Any],
+        event: AuditedEvent,
+        liquidity: str | None = None,
     ) -> None:
         history = self._orders.get(order_id)
         if history is not None:  # an order the exchange registered (refusals have no history)
-            history.append(AuditEntry(sequence, time_ns, kind, command, details))
+            history.append(AuditEntry(sequence, time_ns, kind, command, event, liquidity))
 
     def history(self, order_id: int) -> list[AuditEntry] | None:
         return self._orders.get(order_id)

@@ -24,6 +24,7 @@ prices in short time-bounded lists; nothing scans all orders.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -168,7 +169,7 @@ class Surveillance:
         self._open: dict[int, OpenOrder] = {}
         # (participant, symbol, side) -> their open order ids there, for self-trade reports
         self._owned: dict[tuple[int, str, Side], dict[int, None]] = {}
-        self._fills: dict[tuple[int, str, Side], list[RecentFill]] = {}
+        self._fills: dict[tuple[int, str, Side], deque[RecentFill]] = {}
         self._markets: dict[str, MarketWatch] = {}
         self._sequence = 0
         self._time_ns = 0
@@ -292,10 +293,18 @@ class Surveillance:
         if quantity < config.spoofing_min_lots or lifetime_ns > self._spoofing_window_ns:
             return
         key = (event.participant_id, event.symbol, _other(event.side))
-        meanwhile = [f for f in self._fills.get(key, ()) if f.time_ns >= order.time_ns]
-        traded = sum(f.quantity for f in meanwhile)
-        if not meanwhile or quantity < config.spoofing_size_ratio * traded:
+        meanwhile: list[RecentFill] = []  # from the newest back to the order's placing
+        traded = 0
+        for fill in reversed(self._fills.get(key, ())):
+            if fill.time_ns < order.time_ns:
+                break
+            traded += fill.quantity
+            if quantity < config.spoofing_size_ratio * traded:
+                return  # it traded too much on the other side for this order to be a bluff
+            meanwhile.append(fill)
+        if not meanwhile:
             return
+        meanwhile.reverse()
         other = _other(event.side).value
         self._raise(
             SPOOFING,
@@ -341,10 +350,10 @@ class Surveillance:
         key = (order.participant_id, trade.symbol, side)
         fills = self._fills.get(key)
         if fills is None:
-            fills = self._fills[key] = []
+            fills = self._fills[key] = deque(maxlen=MAX_RECENT_FILLS)  # drops the oldest
         horizon_ns = self._time_ns - self._spoofing_window_ns
-        while fills and (fills[0].time_ns < horizon_ns or len(fills) >= MAX_RECENT_FILLS):
-            del fills[0]
+        while fills and fills[0].time_ns < horizon_ns:
+            fills.popleft()
         fills.append(RecentFill(self._time_ns, trade.trade_id, order_id, trade.quantity))
 
     def _wash_trade(self, trade: Trade, group: int) -> None:
@@ -541,7 +550,7 @@ class Surveillance:
             surveillance._owned.setdefault(key, {})[order_id] = None
         for recent in state.recent_fills:
             key = (recent.participant_id, recent.symbol, recent.side)
-            surveillance._fills[key] = list(recent.fills)
+            surveillance._fills[key] = deque(recent.fills, maxlen=MAX_RECENT_FILLS)
         surveillance._markets = {
             symbol: msgspec.structs.replace(
                 m, close_trades=list(m.close_trades), lows=list(m.lows), highs=list(m.highs)
