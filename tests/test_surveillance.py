@@ -537,12 +537,14 @@ def serve(data_dir: Path, operator_key: str | None = None) -> Server:
 @pytest.fixture
 def venue(tmp_path: Path) -> Iterator[Venue]:
     server = serve(tmp_path / "data")
+    venue = Venue(server)
     try:
-        yield Venue(server)
+        yield venue
     finally:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait()
+        for running in (server, venue.server):  # a test may have restarted it
+            if running.process.poll() is None:
+                running.process.kill()
+                running.process.wait()
 
 
 def test_regulators_list_alerts_that_survive_restarts(venue: Venue) -> None:
