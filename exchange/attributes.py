@@ -140,6 +140,8 @@ def _ocop_problem(instrument: Instrument, now_ns: int) -> Problem | None:
     certified = parse_date(attributes.get("certification_date"))
     if certified is None:
         return _invalid("certification_date must be a date YYYY-MM-DD")
+    if certified > vietnam_date(now_ns):  # also keeps the expiry's year within the calendar
+        return _invalid("certification_date must not be in the future")
     expires = add_months(certified, CERTIFICATE_MONTHS)
     given = attributes.get("certificate_expires_on")
     if given is not None and parse_date(given) != expires:

@@ -236,6 +236,14 @@ def test_an_ocop_product_with_an_expired_certificate_cannot_list() -> None:
     assert rejected(market.do(c.ListInstrument(expired))) == "CERTIFICATE_EXPIRED"
 
 
+@pytest.mark.parametrize("certified", ["2026-12-01", "9998-06-01", "9999-12-31"])
+def test_an_ocop_certificate_cannot_be_dated_in_the_future(certified: str) -> None:
+    market = Market()  # its clock is in November 2026
+    listing = tea(certification_date=certified)
+    assert rejected(market.do(c.ListInstrument(listing))) == "INVALID_ATTRIBUTE"
+    assert TEA not in market.core.instruments
+
+
 def test_a_given_expiry_must_be_the_36_months_one() -> None:
     market = Market()
     listing = tea(certificate_expires_on="2030-01-01")

@@ -268,6 +268,12 @@ def test_goods_delivered_in_trade_out_and_trace_back_to_their_farm(world: World)
     assert [(s["receipt_id"], s["lots"]) for s in out.json()["sources"]] == [(1, 2)]
 
 
+@pytest.mark.parametrize("trade_id", ["0", "999999999", "1" * 5_000, "-1", "x"])
+def test_tracing_a_trade_that_does_not_exist_is_404(world: World, trade_id: str) -> None:
+    answer = world.clients["regulator"].get(f"/v1/audit/trades/{trade_id}/trace")
+    assert error_code(answer, 404) == "TRADE_NOT_FOUND"
+
+
 def test_delivery_mistakes_are_4xx_with_a_code(world: World) -> None:
     symbol = world.hog()
     body = {
