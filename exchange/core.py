@@ -160,6 +160,11 @@ class Market:
         self.window = TradeWindow(keep_s)
 
 
+def _crossed(book: OrderBook) -> bool:
+    bid, ask = book.best_bid(), book.best_ask()
+    return bid is not None and ask is not None and bid >= ask
+
+
 def _rejected(code: str, message: str) -> list[Event]:
     return [CommandRejected(code, message)]
 
@@ -326,8 +331,19 @@ class ExchangeCore:
                 "INVALID_SESSION_TRANSITION",
                 f"{command.symbol} is {current.value}: it cannot move to {target.value}",
             )
+        if market.symbol in self.halted and current.is_call and target is not CLOSED:
+            # A halted market's orders wait: no auction until it resumes (or it closes).
+            return _rejected(
+                "MARKET_HALTED",
+                f"{command.symbol} is halted: its call ends in an auction only once it resumes",
+            )
         events: list[Event] = []
-        if (current.is_call and target is not CLOSED) or current is Session.CLOSING:
+        if current is CLOSED and target is CONTINUOUS and _crossed(market.book):
+            # Orders left from a pre-open that closed without an auction: uncross them first.
+            self._change_session(market, Session.AUCTION, events)
+            self._uncross(market, events)
+            self._change_session(market, CONTINUOUS, events)
+        elif (current.is_call and target is not CLOSED) or current is Session.CLOSING:
             self._change_session(market, Session.AUCTION, events)
             self._uncross(market, events)
             after = CONTINUOUS if current is Session.PRE_OPEN else CLOSED
@@ -337,7 +353,7 @@ class ExchangeCore:
         elif target is CLOSED:
             self._cancel_waiting_market_orders(market, events)
             # A pre-open that never opened had no trading day to settle; a cool-off had one.
-            traded = current is CONTINUOUS or market.session.reopen_at_ns != 0
+            traded = current in (CONTINUOUS, Session.CLOSING) or market.session.reopen_at_ns != 0
             self._change_session(market, CLOSED, events)
             self._close(market, events, settle=traded)
         else:
@@ -352,13 +368,10 @@ class ExchangeCore:
         events.append(SessionChanged(market.symbol, previous, session))
 
     def _uncross(self, market: Market, events: list[Event]) -> None:
-        """The call auction; a halted market does not uncross (its orders wait)."""
+        """The call auction (a halted market never gets here: its orders wait)."""
         book = market.book
         reference = book.rules.reference_price
-        if market.symbol in self.halted:
-            events.append(AuctionUncrossed(market.symbol, None, 0, 0, reference))
-            self._cancel_waiting_market_orders(market, events)
-            return
+        assert market.symbol not in self.halted
         found, engine_events = book.uncross(reference, self._waiting_market_orders(market))
         if found is None:
             events.append(AuctionUncrossed(market.symbol, None, 0, 0, reference))
@@ -403,6 +416,13 @@ class ExchangeCore:
             return _rejected(
                 "SETTLEMENT_ALREADY_PUBLISHED",
                 f"{command.symbol} already has today's settlement price",
+            )
+        if market.session.session.is_call or market.session.reopen_at_ns:
+            # The new reference moves the band, and market orders waiting for the auction
+            # were funded at the old band's edge: publish after the auction, not during it.
+            return _rejected(
+                "SETTLEMENT_DURING_CALL",
+                f"{command.symbol} is in a call phase: publish its settlement after the auction",
             )
         events: list[Event] = []
         self._settle_day(market, events)

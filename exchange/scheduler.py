@@ -42,6 +42,13 @@ def due_commands(core: ExchangeCore, now_ns: int) -> list[c.Command]:
             if core.halted.get(symbol) != certificate_halt_reason(market):
                 due.append(c.ExpireCertificate(symbol))
             continue  # an expired market stays halted: nothing else is due for it
+        if symbol in core.halted:
+            # Its orders wait for the resume; the one thing the clock still does is close it.
+            timetable = market.instrument.timetable
+            closes = timetable is not None and phase_at(timetable, now_ns) is Session.CLOSED
+            if closes and state.session is not Session.CLOSED:
+                due.append(c.AdvanceSession(symbol, Session.CLOSED))
+            continue
         if state.reopen_at_ns:
             if now_ns >= state.reopen_at_ns:
                 due.append(c.AdvanceSession(symbol, Session.AUCTION))

@@ -399,16 +399,41 @@ def test_a_session_change_out_of_the_daily_cycle_is_refused(
     assert market.phase() is start
 
 
-def test_a_halted_market_does_not_uncross() -> None:
+def test_a_halted_market_does_not_uncross_its_orders_wait_for_the_resume() -> None:
     market = Market(hog(timetable=TIMETABLE))
     market.session(Session.PRE_OPEN)
-    market.order(FARM, SELL, 1, 60_000)
-    market.order(BUYER, BUY, 1, 60_000)
-    market.order(TRADER, BUY, 1)
+    market.order(FARM, SELL, 1, 61_000)
+    market.order(BUYER, BUY, 1, 61_000)
     market.do(c.HaltMarket(HOG, "inspection"))
-    events = market.session(Session.AUCTION)
-    assert traded(events) == [] and market.core.markets[HOG].book.open_order_count() == 2
-    assert market.core.orders[3].cancel_reason == "NO_LIQUIDITY"  # market orders never rest
+    for step in (Session.AUCTION, Session.CONTINUOUS):
+        assert rejected(market.session(step)) == "MARKET_HALTED"
+    assert market.phase() is Session.PRE_OPEN
+    assert market.core.markets[HOG].book.open_order_count() == 2
+    market.do(c.ResumeMarket(HOG))
+    assert traded(market.session(Session.AUCTION)) == [(61_000, 1)]
+    assert market.phase() is Session.CONTINUOUS
+
+
+def test_a_halted_market_in_a_call_may_still_close_for_the_day() -> None:
+    market = Market(hog(timetable=TIMETABLE))
+    market.session(Session.PRE_OPEN)
+    market.order(TRADER, BUY, 1)  # a market order waiting for the auction
+    market.do(c.HaltMarket(HOG, "inspection"))
+    events = market.session(Session.CLOSED)
+    assert traded(events) == [] and market.phase() is Session.CLOSED
+    assert market.core.orders[[*market.core.orders][-1]].cancel_reason == "NO_LIQUIDITY"
+
+
+def test_orders_left_crossed_by_a_pre_open_that_closed_uncross_before_continuous_trading() -> None:
+    market = Market(hog(timetable=TIMETABLE))
+    market.session(Session.PRE_OPEN)
+    market.order(FARM, SELL, 1, 59_000)
+    market.order(BUYER, BUY, 1, 61_000)
+    market.session(Session.CLOSED)  # no auction: the two orders are left crossed
+    events = market.session(Session.CONTINUOUS)
+    assert traded(events) == [(60_000, 1)]  # the uncross, at the reference price
+    book = market.core.markets[HOG].book
+    assert book.best_bid() is None and book.best_ask() is None
 
 
 def test_the_timetable_gives_the_phase_in_vietnam_time_on_trading_days() -> None:
@@ -433,6 +458,19 @@ def test_the_scheduler_walks_a_market_through_its_day_one_step_at_a_time() -> No
         "pre_open", "pre_open", "continuous", "continuous", "closing", "closed", "closed",
     ]  # fmt: skip
     assert len(market.core.settlements[HOG]) == 1
+
+
+def test_the_scheduler_leaves_a_halted_market_waiting_but_still_closes_it() -> None:
+    market = Market(hog(timetable=TIMETABLE), now=at("08:50"))
+    for command in due_commands(market.core, market.now):
+        market.do(command)
+    market.do(c.HaltMarket(HOG, "inspection"))
+    assert due_commands(market.core, at("09:05")) == []  # no auction while halted
+    assert due_commands(market.core, at("14:50")) == [c.AdvanceSession(HOG, Session.CLOSED)]
+    market.now = at("14:50")
+    market.do(c.AdvanceSession(HOG, Session.CLOSED))
+    assert market.phase() is Session.CLOSED
+    assert due_commands(market.core, at("15:00")) == []
 
 
 # ---------------------------------------------------------------------- bands
@@ -584,6 +622,18 @@ def test_a_day_settles_once() -> None:
     market = Market(hog())
     market.do(c.PublishSettlement(HOG))
     assert rejected(market.do(c.PublishSettlement(HOG))) == "SETTLEMENT_ALREADY_PUBLISHED"
+
+
+def test_no_settlement_during_a_call_the_auction_would_price_past_what_buyers_hold() -> None:
+    market = Market(hog())
+    trade_at(market, 60_000, 1)
+    market.session(Session.CLOSING)
+    assert rejected(market.order(BUYER, BUY, 2)) is None  # a market buy, held at the band top
+    assert rejected(market.do(c.PublishSettlement(HOG))) == "SETTLEMENT_DURING_CALL"
+    assert rejected(market.order(FARM, SELL, 2, 64_200)) is None
+    events = market.session(Session.AUCTION)  # uncrosses, closes and settles: nothing raises
+    assert traded(events) == [(64_200, 2)]
+    assert market.phase() is Session.CLOSED
 
 
 def test_settlement_prices_are_kept_day_after_day() -> None:
