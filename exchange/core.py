@@ -363,6 +363,10 @@ class ExchangeCore:
     def _change_session(self, market: Market, session: Session, events: list[Event]) -> None:
         state = market.session
         previous = state.session
+        if previous is CLOSED:  # a new trading day opens
+            state.trading_day = vietnam_date(self.last_time_ns).isoformat()
+        if session is CONTINUOUS:  # (re)opened: only trades from now count towards a trip
+            state.breaker_since_ns = self.last_time_ns
         state.session = session
         state.reopen_at_ns = 0
         events.append(SessionChanged(market.symbol, previous, session))
@@ -403,10 +407,15 @@ class ExchangeCore:
         if settle and not self._settled_today(market):
             self._settle_day(market, events)
 
+    def _trading_day(self, market: Market) -> str:
+        """The Vietnam day the market's trading day opened on (a close caught up the next
+        morning still settles the day it closes); today for a market that never closes."""
+        return market.session.trading_day or vietnam_date(self.last_time_ns).isoformat()
+
     def _settled_today(self, market: Market) -> bool:
         history = self.settlements.get(market.symbol)
-        today = vietnam_date(self.last_time_ns).isoformat()
-        return bool(history) and history[-1].trading_day == today  # type: ignore[index]
+        day = self._trading_day(market)
+        return bool(history) and history[-1].trading_day == day  # type: ignore[index]
 
     def _publish_settlement(self, command: c.PublishSettlement) -> list[Event]:
         market = self.markets.get(command.symbol)
@@ -435,7 +444,7 @@ class ExchangeCore:
         settled = settlement_price(
             market.window,
             market.symbol,
-            vietnam_date(self.last_time_ns).isoformat(),
+            self._trading_day(market),
             self.last_time_ns,
             instrument.settlement_window_s,
             rules.reference_price,

@@ -97,6 +97,7 @@ class MarketSession(msgspec.Struct, array_like=True, gc=False):
     session: Session = Session.CONTINUOUS
     reopen_at_ns: int = 0
     breaker_since_ns: int = 0
+    trading_day: str = ""  # YYYY-MM-DD (Vietnam) the current trading day opened; "" if never
 
 
 def minutes(clock: str) -> int:

@@ -563,6 +563,21 @@ def test_trades_before_a_reopening_do_not_trip_the_breaker_again() -> None:
     assert not of(CircuitBreakerTripped, events) and market.phase() is Session.CONTINUOUS
 
 
+def test_a_market_reopened_early_watches_for_the_next_fast_move_at_once() -> None:
+    market = breaker_market()
+    market.order(FARM, SELL, 1, 62_000)
+    market.order(BUYER, BUY, 1, 62_000)  # trips; the cool-off would end 120 s later
+    market.now += 10 * NS
+    market.session(Session.AUCTION)  # the operator reopens after 10 s
+    assert market.phase() is Session.CONTINUOUS
+    market.order(FARM, SELL, 1, 62_000)
+    market.order(BUYER, BUY, 1, 62_000)
+    market.now += 5 * NS
+    market.order(FARM, SELL, 1, 64_000)
+    events = market.order(BUYER, BUY, 1, 64_000)  # +3.2% within 5 s of the reopening
+    assert of(CircuitBreakerTripped, events) and market.phase() is Session.PRE_OPEN
+
+
 # ---------------------------------------------------------------------- settlement prices
 
 
@@ -634,6 +649,28 @@ def test_no_settlement_during_a_call_the_auction_would_price_past_what_buyers_ho
     events = market.session(Session.AUCTION)  # uncrosses, closes and settles: nothing raises
     assert traded(events) == [(64_200, 2)]
     assert market.phase() is Session.CLOSED
+
+
+def test_a_close_caught_up_the_next_morning_settles_the_day_it_closes() -> None:
+    market = Market(hog(timetable=TIMETABLE), now=at("08:50"))
+    market.session(Session.PRE_OPEN)
+    market.now = at("09:00")
+    market.session(Session.AUCTION)
+    trade_at(market, 60_500, 1)
+    market.now = at("08:50", day=1)  # the exchange was down over Monday's close
+    market.session(Session.CLOSED)
+    market.session(Session.PRE_OPEN)
+    market.now = at("09:00", day=1)
+    market.session(Session.AUCTION)
+    trade_at(market, 61_000, 1)
+    market.now = at("14:46", day=1)
+    market.session(Session.CLOSING)
+    market.session(Session.AUCTION)
+    history = market.core.settlements[HOG]
+    assert [(s.trading_day, s.price) for s in history] == [
+        ("2026-11-23", 60_500),
+        ("2026-11-24", 61_000),
+    ]
 
 
 def test_settlement_prices_are_kept_day_after_day() -> None:
