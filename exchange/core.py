@@ -786,6 +786,8 @@ class ExchangeCore:
         if symbol in self.halted:
             return _rejected("MARKET_HALTED", f"{symbol} is halted: only cancels are accepted")
         market = self.markets[symbol]
+        if self._certificate_expired(market):  # as for new orders: no window before the halt
+            return _rejected("CERTIFICATE_EXPIRED", certificate_halt_reason(market))
         session = market.session.session
         if session is CLOSED:
             return _rejected("MARKET_CLOSED", f"{symbol} is closed: only cancels are accepted")

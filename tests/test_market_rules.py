@@ -46,7 +46,7 @@ from exchange.participants import Role
 from exchange.scheduler import due_commands
 from exchange.sessions import CircuitBreaker, Session, Timetable, phase_at
 from exchange.settlement import SettlementMethod
-from matching_engine import OrderType, Side, TimeInForce
+from matching_engine import OrderAccepted, OrderType, Side, TimeInForce
 
 FARM, COOP, BUYER, TRADER = 1, 2, 3, 4
 HOG, TEA = "HOG-G1", "OCOP-TEA"
@@ -701,6 +701,16 @@ def test_from_expiry_new_orders_get_certificate_expired() -> None:
     market.now = expiry
     code = rejected(market.order(BUYER, BUY, 1, 450_000, symbol=TEA))
     assert code == "CERTIFICATE_EXPIRED"
+
+
+def test_from_expiry_amends_get_certificate_expired_too() -> None:
+    market, expiry = expiring_market()
+    market.now = expiry - 1
+    [accepted] = [e for e in market.order(BUYER, BUY, 1, 450_000, symbol=TEA)
+                  if isinstance(e, OrderAccepted)]  # fmt: skip
+    market.now = expiry  # before the scheduler's halt lands
+    amend = c.AmendOrder(BUYER, accepted.order_id, price=451_000)
+    assert rejected(market.do(amend)) == "CERTIFICATE_EXPIRED"
 
 
 def test_at_expiry_the_market_halts_itself_and_takes_only_cancels() -> None:
