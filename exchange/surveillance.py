@@ -82,7 +82,7 @@ class OpenOrder(msgspec.Struct, array_like=True, gc=False):
     symbol: str
     side: Side
     price: int | None
-    quantity: int
+    quantity: int  # the largest it has been (amends may lower it)
     time_ns: int  # when it was accepted
     traded: bool = False
 
@@ -242,7 +242,9 @@ class Surveillance:
     def _on_amended(self, event: OrderAmended) -> None:
         order = self._open.get(event.order_id)
         if order is not None:
-            order.price, order.quantity = event.price, event.quantity
+            # Keep the largest size it showed: shrinking a bait before cancelling it still
+            # showed the market the large order.
+            order.price, order.quantity = event.price, max(order.quantity, event.quantity)
 
     def _close(self, order_id: int) -> OpenOrder | None:
         order = self._open.pop(order_id, None)
@@ -289,7 +291,7 @@ class Surveillance:
     def _maybe_spoofing(self, event: OrderCancelled, order: OpenOrder) -> None:
         config = self.config
         lifetime_ns = self._time_ns - order.time_ns
-        quantity = event.cancelled_quantity  # unfilled: the whole order
+        quantity = max(event.cancelled_quantity, order.quantity)  # unfilled: its largest size
         if quantity < config.spoofing_min_lots or lifetime_ns > self._spoofing_window_ns:
             return
         key = (event.participant_id, event.symbol, _other(event.side))
@@ -312,7 +314,8 @@ class Surveillance:
             [event.participant_id],
             _unique([event.order_id, *(f.order_id for f in meanwhile)]),
             [f.trade_id for f in meanwhile][:MAX_LINKED],
-            f"participant {event.participant_id} cancelled a {quantity}-lot {event.side.value} "
+            f"participant {event.participant_id} cancelled a {event.side.value} order of up to "
+            f"{quantity} lots "
             f"order {lifetime_ns // 1_000_000} ms after placing it, unfilled, while trading "
             f"{traded} lots on the {other} side",
             {

@@ -250,6 +250,20 @@ def test_a_cancel_is_not_spoofing_when(why: str, scenario: dict[str, Any]) -> No
     assert market.alerts() == [], why
 
 
+def test_shrinking_the_bait_before_cancelling_it_is_still_spoofing() -> None:
+    market = Market()
+    market.at("10:00")
+    bait = market.buy(A, 59_000, 40)
+    market.at("10:00:01")
+    market.trade(A, B, 60_000, 5)
+    market.at("10:00:02")
+    market.do(c.AmendOrder(A, bait.order_id, quantity=2))  # under the size threshold
+    market.at("10:00:03")
+    market.cancel(A, bait.order_id)
+    assert [alert[0] for alert in market.alerts()] == [SPOOFING]
+    assert market.surveillance.alerts[0].details["quantity"] == 40
+
+
 def test_a_partly_filled_order_cancelled_is_not_spoofing() -> None:
     market = Market()
     market.at("10:00")
