@@ -315,8 +315,8 @@ class Surveillance:
             _unique([event.order_id, *(f.order_id for f in meanwhile)]),
             [f.trade_id for f in meanwhile][:MAX_LINKED],
             f"participant {event.participant_id} cancelled a {event.side.value} order of up to "
-            f"{quantity} lots "
-            f"order {lifetime_ns // 1_000_000} ms after placing it, unfilled, while trading "
+            f"{quantity} lots {lifetime_ns // 1_000_000} ms after placing it, unfilled, while "
+            f"trading "
             f"{traded} lots on the {other} side",
             {
                 "side": event.side.value,
