@@ -164,6 +164,33 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def gateway_command(args: argparse.Namespace) -> int:
+    """Run a stateless API gateway: HTTP to the engine over NATS, the feed from a replica."""
+    import uvicorn
+
+    from api.gateway import GatewaySettings, create_gateway
+
+    settings = GatewaySettings(nats_url=args.nats_url, shard=args.shard)
+    print(
+        f"hogx gateway: shard {args.shard!r} via {args.nats_url}, "
+        f"serving on http://{args.host}:{args.port}",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        create_gateway(settings),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=args.access_log,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+        ws_per_message_deflate=False,  # as `serve`: frames are encoded once for all clients
+    )
+    return 0
+
+
 def ledger_check_command(args: argparse.Namespace) -> int:
     """Verify the SQL ledger against its invariants and against the journal's accounts."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -213,6 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
         "built-in thresholds, no links); journaled whenever it changes",
     )
     serve.set_defaults(run=serve_command)
+
+    gateway = commands.add_parser(
+        "gateway", help="run a stateless API gateway in front of a shard's engine (NATS)"
+    )
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8080)
+    gateway.add_argument(
+        "--nats-url", default=os.environ.get("HOGX_NATS_URL") or "nats://127.0.0.1:4222"
+    )
+    gateway.add_argument(
+        "--shard", default=os.environ.get("HOGX_SHARD") or "main", help="the shard it fronts"
+    )
+    gateway.add_argument("--access-log", action="store_true")
+    gateway.set_defaults(run=gateway_command)
 
     replay = commands.add_parser("replay", help="rebuild state from the journal, print digest")
     replay.add_argument("--data-dir", type=Path, default=Path("./var"))

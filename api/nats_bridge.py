@@ -1,0 +1,197 @@
+"""HTTP over NATS request/reply: how stateless gateways reach the engine of a shard.
+
+A gateway (`api.gateway`) turns each HTTP request into an `HttpRequest` and sends it as a NATS
+request to `hogx.<shard>.api`. The engine that leads the shard answers it with `serve_api`,
+which runs the request through its own ASGI app in-process, exactly as if it had come in over
+its HTTP port, and replies with the `HttpResponse`: the gateway passes status, headers and body
+through unchanged, so a client sees the same API (API.md) whichever way it came in.
+
+The engine subscribes in the queue group "engine", so should two processes ever subscribe
+(a standby promoting itself before the old leader is gone), each request still gets exactly
+one answer. Each request is handled on a task of its own, at most `MAX_IN_FLIGHT` at a time,
+so a slow request (an audit export) never holds up the subscription; over the limit, and when
+anything inside fails, the engine still replies, with the project's error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from starlette.types import ASGIApp, Message
+
+QUEUE_GROUP = "engine"
+MAX_IN_FLIGHT = 4_096  # requests being answered at once; the sequencer batches what they submit
+HANDLER_TIMEOUT_S = 30.0  # no request holds a slot for longer (an audit export is the slowest)
+STOP_TIMEOUT_S = 10.0  # at stop, how long requests in flight get to finish
+HEADERS_LIMIT = 128  # headers per message; more is not a request a client of API.md sends
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def api_subject(shard: str) -> str:
+    """The NATS subject the engine of `shard` answers HTTP requests on."""
+    return f"hogx.{shard}.api"
+
+
+class HttpRequest(msgspec.Struct, frozen=True, array_like=True):
+    """One HTTP request as the gateway received it (the body is read to its end first)."""
+
+    method: str
+    path: str
+    query_string: bytes
+    headers: Headers
+    body: bytes
+    client: str | None = None  # the caller's address, as the gateway saw it
+
+
+class HttpResponse(msgspec.Struct, frozen=True, array_like=True):
+    status: int
+    headers: Headers
+    body: bytes
+
+
+encode = msgspec.msgpack.Encoder().encode
+decode_request = msgspec.msgpack.Decoder(HttpRequest).decode
+decode_response = msgspec.msgpack.Decoder(HttpResponse).decode
+
+
+def error_answer(
+    status: int, code: str, message: str, headers: Headers | None = None
+) -> HttpResponse:
+    """The project's error shape (api/errors.py) as an `HttpResponse`."""
+    body = msgspec.json.encode({"error": {"code": code, "message": message}})
+    content = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return HttpResponse(status, [*content, *(headers or [])], body)
+
+
+async def run_asgi(app: ASGIApp, request: HttpRequest) -> HttpResponse:
+    """Run `request` through `app` in this process and collect the complete response."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": request.method,
+        "scheme": "http",
+        "path": request.path,
+        "raw_path": request.path.encode(),
+        "query_string": request.query_string,
+        "root_path": "",
+        "headers": request.headers,
+        "client": (request.client, 0) if request.client else None,
+        "server": None,
+        "state": {},
+    }
+    body_sent = False
+    finished = asyncio.Event()
+    status: int | None = None
+    headers: Headers = []
+    chunks: list[bytes] = []
+
+    async def receive() -> Message:
+        nonlocal body_sent
+        if not body_sent:
+            body_sent = True
+            return {"type": "http.request", "body": request.body, "more_body": False}
+        # The client stays connected until the whole answer is out: a streaming response
+        # (a CSV export) listens for a disconnect and would stop early on one.
+        await finished.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status, headers = message["status"], list(message.get("headers") or [])
+        elif message["type"] == "http.response.body":
+            chunks.append(bytes(message.get("body", b"")))
+            if not message.get("more_body", False):
+                finished.set()
+
+    try:
+        await app(scope, receive, send)
+    except Exception:
+        # Starlette answers an unexpected error with a 500 and then re-raises it for the
+        # server to log: the answer it sent is the one to give.
+        if status is None or not finished.is_set():
+            raise
+    if status is None or not finished.is_set():
+        raise RuntimeError(f"{request.method} {request.path}: the app sent no complete response")
+    return HttpResponse(status, headers, b"".join(chunks))
+
+
+class ServedApi:
+    """The engine's side of the bridge: answers requests until `stop()`."""
+
+    def __init__(self, nc: NATS, app: ASGIApp) -> None:
+        self._nc = nc
+        self._app = app
+        self._subscription: Subscription | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def start(self, subject: str) -> None:
+        self._subscription = await self._nc.subscribe(subject, queue=QUEUE_GROUP, cb=self._on)
+
+    async def stop(self) -> None:
+        """No new requests; those in flight get `STOP_TIMEOUT_S` to be answered."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            with contextlib.suppress(Exception):  # a closed connection has no interest left
+                await subscription.unsubscribe()
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=STOP_TIMEOUT_S)
+        for task in self._in_flight:
+            task.cancel()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def _on(self, msg: Msg) -> None:
+        """Runs on the subscription's own task: hand the request on, never wait for it."""
+        if not msg.reply:
+            return  # a publish, not a request: nobody to answer
+        if len(self._in_flight) >= MAX_IN_FLIGHT:
+            busy = f"{MAX_IN_FLIGHT} requests are already being answered; retry shortly"
+            await self._reply(msg, error_answer(503, "UNAVAILABLE", busy, [(b"retry-after", b"1")]))
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(msg))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _answer(self, msg: Msg) -> None:
+        try:
+            request = decode_request(msg.data)
+            if len(request.headers) > HEADERS_LIMIT:
+                answer = error_answer(431, "INVALID_REQUEST", f"at most {HEADERS_LIMIT} headers")
+            else:
+                async with asyncio.timeout(HANDLER_TIMEOUT_S):
+                    answer = await run_asgi(self._app, request)
+        except msgspec.DecodeError as error:
+            answer = error_answer(400, "INVALID_REQUEST", f"not an encoded HTTP request: {error}")
+        except Exception as error:  # whatever failed, the gateway gets an answer, not a timeout
+            print(f"hogx: bridge request failed: {error!r}", file=sys.stderr)
+            answer = error_answer(500, "INTERNAL_ERROR", "internal error")
+        await self._reply(msg, answer)
+
+    async def _reply(self, msg: Msg, answer: HttpResponse) -> None:
+        payload = encode(answer)
+        if len(payload) > self._nc.max_payload:
+            too_large = (
+                f"the answer is {len(payload):,} bytes, over the {self._nc.max_payload:,} a "
+                "NATS message carries; ask for less (limit=, a narrower time range)"
+            )
+            payload = encode(error_answer(502, "RESPONSE_TOO_LARGE", too_large))
+        with contextlib.suppress(Exception):  # the connection is gone: the gateway times out
+            await msg.respond(payload)
+
+
+async def serve_api(nc: NATS, subject: str, app: ASGIApp) -> ServedApi:
+    """Answer HTTP requests arriving on `subject` with `app`; `await served.stop()` to end."""
+    served = ServedApi(nc, app)
+    await served.start(subject)
+    return served

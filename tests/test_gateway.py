@@ -1,0 +1,386 @@
+"""Stateless gateways (issue 10): the engine's API over NATS, the feed from a replica.
+
+Real processes throughout: one engine, `hogx gateway` processes in front of it, a NATS server
+with JetStream (the `nats_url` fixture), real HTTP and websocket clients. Each test uses a shard
+of its own, so streams and subjects never collide, and deletes its stream afterwards.
+
+The standard instrument: lots of 100 kg, tick 100 VND, reference 60,000 VND/kg, 10 % band.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import REPO, free_port
+
+from api.nats_bridge import HttpRequest, HttpResponse, run_asgi, serve_api
+
+pytestmark = pytest.mark.timeout(120)
+
+LOT_SIZE = 100
+TICK = 100
+REFERENCE = 60_000
+VND = 10**13
+LOTS = 10**6
+MAX_BODY_BYTES = 64 * 1024
+
+_shard_numbers = itertools.count(1)
+
+# Until `hogx serve` takes --nats-url and --shard: the engine's app, served over HTTP and over
+# NATS from one process, as `serve` will.
+ENGINE_SCRIPT = """
+import asyncio, os, sys
+from pathlib import Path
+import nats, uvicorn
+from api.app import Settings, create_app
+from api.nats_bridge import api_subject, serve_api
+
+async def main(port, data_dir, url, shard):
+    settings = Settings(data_dir=Path(data_dir), operator_key=os.environ["HOGX_OPERATOR_KEY"],
+                        quiet=True, fsync=False)
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    nc = await nats.connect(url)
+    await serve_api(nc, api_subject(shard), app)
+    await serving
+
+asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]))
+"""
+
+
+# ---------------------------------------------------------------------- processes
+
+
+@dataclass
+class Process:
+    """A child process serving HTTP (an engine or a gateway) and how to reach it."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=15)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> Process:
+    """Start `command` on a free port (put for "{port}") and wait until /healthz answers 200."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(port) if part == "{port}" else part for part in command],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[2:4]} exited with {process.returncode}: see {log}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return Process(url, process, log)
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"{command[2:4]} did not become healthy within 30 s: see {log}")
+
+
+@dataclass
+class Cluster:
+    """One engine of a shard, gateways in front of it, and the operator's key."""
+
+    nats_url: str
+    shard: str
+    directory: Path
+    operator_key: str
+    engine: Process | None = None
+    gateways: tuple[Process, ...] = ()
+
+    def start_engine(self) -> Process:
+        command = [sys.executable, "-c", ENGINE_SCRIPT, "{port}", str(self.directory / "engine"),
+                   self.nats_url, self.shard]  # fmt: skip
+        self.engine = spawn(
+            command, self.directory / "engine.log", {"HOGX_OPERATOR_KEY": self.operator_key}
+        )
+        return self.engine
+
+    def start_gateway(self) -> Process:
+        number = len(self.gateways) + 1
+        command = [sys.executable, "-m", "exchange.cli", "gateway", "--nats-url", self.nats_url,
+                   "--shard", self.shard, "--port", "{port}"]  # fmt: skip
+        gateway = spawn(command, self.directory / f"gateway-{number}.log")
+        self.gateways = (*self.gateways, gateway)
+        return gateway
+
+    def stop(self) -> None:
+        for process in (*self.gateways, self.engine):
+            if process is not None:
+                process.stop()
+
+
+@pytest.fixture
+def cluster(nats_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    shard = f"t{os.getpid()}-{next(_shard_numbers)}-{secrets.token_hex(3)}"
+    running = Cluster(nats_url, shard, tmp_path, secrets.token_urlsafe(32))
+    try:
+        yield running
+    finally:
+        running.stop()
+        asyncio.run(_delete_stream(nats_url, shard))
+
+
+async def _delete_stream(nats_url: str, shard: str) -> None:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    nc = await nats.connect(nats_url)
+    try:
+        with contextlib.suppress(NotFoundError):
+            await nc.jetstream().delete_stream(f"HOGX_{shard}")
+    finally:
+        await nc.close()
+
+
+# ---------------------------------------------------------------------- the market
+
+
+class Market:
+    """Setup over HTTP through any process of the cluster: an instrument and funded traders."""
+
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
+
+    def list_instrument(self, symbol: str) -> None:
+        answer = self.http.post(
+            "/v1/admin/instruments",
+            json={"symbol": symbol, "name": f"Live hogs {symbol}", "kind": "live_hog",
+                  "price_unit": "kg", "lot_size": LOT_SIZE, "tick_size": TICK,
+                  "reference_price": REFERENCE, "price_band_pct": 10,
+                  "attributes": {"grade": "1", "delivery_hub": "Ho Chi Minh City"}},
+        )  # fmt: skip
+        assert answer.status_code == 201, answer.text
+
+    def trader(self, name: str, symbol: str) -> str:
+        answer = self.http.post("/v1/admin/participants", json={"name": name, "role": "trader"})
+        assert answer.status_code == 201, answer.text
+        participant_id, api_key = answer.json()["participant_id"], answer.json()["api_key"]
+        for asset, amount in (("VND", VND), (symbol, LOTS)):
+            deposit = self.http.post(
+                "/v1/admin/deposits",
+                json={"participant_id": participant_id, "asset": asset, "amount": amount},
+            )
+            assert deposit.status_code == 201, deposit.text
+        return str(api_key)
+
+
+def order(symbol: str, side: str, price: int, quantity: int, **more: Any) -> dict[str, Any]:
+    return {"symbol": symbol, "side": side, "type": "limit", "price": price,
+            "quantity": quantity, **more}  # fmt: skip
+
+
+def error_code(answer: httpx.Response) -> str:
+    code: str = answer.json()["error"]["code"]
+    return code
+
+
+# Answers differ between two identical requests only where they must: ids, times, sequences.
+VOLATILE = {"order_id", "created_at", "sequence", "client_order_id", "trade_id", "time"}
+
+
+def shape(answer: httpx.Response) -> tuple[int, Any]:
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in VOLATILE}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return answer.status_code, strip(answer.json())
+
+
+# ---------------------------------------------------------------------- forwarding
+
+
+def test_a_gateway_answers_orders_exactly_as_the_engine_does(cluster: Cluster) -> None:
+    engine = cluster.start_engine()
+    gateway = cluster.start_gateway()
+    symbol = "GW-HOG-1"
+    with gateway.client(cluster.operator_key) as operator:
+        market = Market(operator)
+        market.list_instrument(symbol)
+        seller, buyer = market.trader("seller", symbol), market.trader("buyer", symbol)
+    with (
+        gateway.client(seller) as via_gateway,
+        engine.client(seller) as direct,
+        gateway.client(buyer) as buyer_via_gateway,
+    ):
+        for http in (via_gateway, direct):
+            resting = http.post("/v1/orders", json=order(symbol, "sell", 61_000, 2))
+            assert resting.status_code == 201, resting.text
+        placed = [
+            buyer_via_gateway.post("/v1/orders", json=order(symbol, "buy", 61_000, 1)),
+            buyer_via_gateway.post("/v1/orders", json=order(symbol, "buy", 61_000, 1)),
+        ]
+        assert shape(placed[0]) == shape(placed[1])
+        assert placed[0].json()["status"] == "filled"
+        assert placed[0].headers["content-type"] == "application/json"
+
+        answers = {}
+        for name, http in (("gateway", via_gateway), ("engine", direct)):
+            mine = http.post("/v1/orders", json=order(symbol, "sell", 62_000, 3))
+            cancelled = http.delete(f"/v1/orders/{mine.json()['order_id']}")
+            again = http.delete(f"/v1/orders/{mine.json()['order_id']}")
+            answers[name] = [
+                shape(mine),
+                shape(cancelled),
+                (again.status_code, error_code(again)),
+                shape(http.get("/v1/orders/999999999")),
+                shape(http.post("/v1/orders", json={"symbol": symbol, "side": "sideways"})),
+                shape(http.post("/v1/orders", content=b"{not json")),
+                shape(http.get("/v1/orders", headers={"Authorization": "Bearer nobody"})),
+                shape(http.post("/v1/admin/participants", json={"name": "x", "role": "trader"})),
+            ]
+        assert answers["gateway"] == answers["engine"]
+        assert [a[0] for a in answers["gateway"]] == [201, 200, 409, 404, 422, 422, 401, 403]
+        book = via_gateway.get(f"/v1/markets/{symbol}/book", params={"depth": 5})
+        assert book.json() == direct.get(f"/v1/markets/{symbol}/book", params={"depth": 5}).json()
+
+
+def test_a_retried_client_order_id_through_a_gateway_returns_the_original(
+    cluster: Cluster,
+) -> None:
+    cluster.start_engine()
+    gateway = cluster.start_gateway()
+    symbol = "GW-HOG-2"
+    with gateway.client(cluster.operator_key) as operator:
+        market = Market(operator)
+        market.list_instrument(symbol)
+        trader = market.trader("retrier", symbol)
+    with gateway.client(trader) as http:
+        first = http.post("/v1/orders", json=order(symbol, "buy", 59_000, 2, client_order_id="a1"))
+        again = http.post("/v1/orders", json=order(symbol, "buy", 59_000, 2, client_order_id="a1"))
+        assert (first.status_code, again.status_code) == (201, 200)
+        assert again.json()["order_id"] == first.json()["order_id"]
+
+
+def test_a_body_over_the_limit_is_refused_by_the_gateway_like_the_engine(
+    cluster: Cluster,
+) -> None:
+    engine = cluster.start_engine()
+    gateway = cluster.start_gateway()
+    huge = b"{" + b" " * MAX_BODY_BYTES + b"}"
+    for process in (gateway, engine):
+        with process.client("anyone") as http:
+            answer = http.post("/v1/orders", content=huge)
+            assert (answer.status_code, error_code(answer)) == (413, "PAYLOAD_TOO_LARGE")
+
+
+def test_with_no_engine_a_gateway_answers_503_engine_unavailable_and_stays_up(
+    cluster: Cluster,
+) -> None:
+    engine = cluster.start_engine()
+    gateway = cluster.start_gateway()
+    with gateway.client(cluster.operator_key) as http:
+        assert http.get("/v1/instruments").status_code == 200
+        engine.stop()
+        for _ in range(3):
+            answer = http.post("/v1/orders", json=order("GW-ANY", "buy", 60_000, 1))
+            assert (answer.status_code, error_code(answer)) == (503, "ENGINE_UNAVAILABLE")
+            assert "client_order_id" in answer.json()["error"]["message"]
+            assert answer.headers["retry-after"] == "1"
+        assert gateway.process.poll() is None
+        cluster.start_engine()  # a new engine of the shard: the same gateway reaches it
+        assert answered_within(http, "/v1/instruments", seconds=5).status_code == 200
+
+
+def answered_within(http: httpx.Client, path: str, seconds: float) -> httpx.Response:
+    """GET `path` until it is not 503 (an engine is answering again), or the time is up."""
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = http.get(path)
+        if answer.status_code != 503 or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------- the bridge itself
+
+
+async def _failing_app(scope: Any, receive: Any, send: Any) -> None:
+    raise RuntimeError("a bug in a route")
+
+
+def test_a_failure_inside_the_engine_still_gets_an_answer_in_the_error_shape(
+    nats_url: str,
+) -> None:
+    import nats
+
+    from api.nats_bridge import decode_response, encode
+
+    async def scenario() -> HttpResponse:
+        nc = await nats.connect(nats_url)
+        subject = f"hogx.bridge-{secrets.token_hex(4)}.api"
+        served = await serve_api(nc, subject, _failing_app)
+        try:
+            request = HttpRequest("GET", "/v1/instruments", b"", [], b"")
+            reply = await nc.request(subject, encode(request), timeout=5)
+            return decode_response(reply.data)
+        finally:
+            await served.stop()
+            await nc.close()
+
+    answer = asyncio.run(scenario())
+    assert answer.status == 500
+    assert answer.body == b'{"error":{"code":"INTERNAL_ERROR","message":"internal error"}}'
+
+
+def test_run_asgi_hands_the_app_the_request_and_collects_a_streamed_answer() -> None:
+    seen: dict[str, Any] = {}
+
+    async def streaming_app(scope: Any, receive: Any, send: Any) -> None:
+        seen["scope"] = scope
+        seen["body"] = (await receive())["body"]
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/csv")]})  # fmt: skip
+        for part in (b"a,b\n", b"1,2\n"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    request = HttpRequest(
+        "POST", "/v1/x", b"q=1", [(b"authorization", b"Bearer k")], b"{}", "10.0.0.7"
+    )
+    answer = asyncio.run(run_asgi(streaming_app, request))
+    assert answer == HttpResponse(200, [(b"content-type", b"text/csv")], b"a,b\n1,2\n")
+    scope = seen["scope"]
+    assert (scope["method"], scope["path"], scope["query_string"]) == ("POST", "/v1/x", b"q=1")
+    assert scope["headers"] == [(b"authorization", b"Bearer k")]
+    assert scope["client"] == ("10.0.0.7", 0)
+    assert seen["body"] == b"{}"
