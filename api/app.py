@@ -33,6 +33,7 @@ from api.schemas import MAX_BODY_BYTES, HealthOut
 from api.ws import flush_forever
 from clearing.ledger import Ledger, default_database_url
 from exchange import commands as c
+from exchange.cluster import ClusterConfig
 from exchange.demo import demo_participants, order_flow, setup_commands
 from exchange.feed import FeedHub
 from exchange.heads import DailyHeads, publish_forever
@@ -59,6 +60,7 @@ class Settings(msgspec.Struct, frozen=True):
     quiet: bool = False
     feed_window_s: float = 0.025
     surveillance: SurveillanceConfig = msgspec.field(default_factory=SurveillanceConfig)
+    cluster: ClusterConfig | None = None  # the journal on JetStream; local files when None
 
 
 class BodyLimit:
@@ -115,7 +117,7 @@ def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    exchange = Exchange(settings.data_dir, fsync=settings.fsync)
+    exchange = Exchange(settings.data_dir, fsync=settings.fsync, cluster=settings.cluster)
     hub = FeedHub(lambda: exchange.core, lambda: exchange.market_data)
     exchange.subscribe(hub.on_results)
     # The ledger is written by a process of its own (`exchange.ledger_process`); this one only
@@ -141,16 +143,24 @@ def create_app(settings: Settings) -> FastAPI:
             f"(snapshot at {report.snapshot_sequence:,}, replayed {report.replayed:,} "
             f"in {report.seconds:.2f} s)"
         )
-        if settings.operator_key:
-            await _ensure_operator(exchange, settings.operator_key)
-        await _ensure_surveillance(exchange, settings.surveillance)
-        if settings.demo:
-            await _ensure_demo(exchange, settings.data_dir, say)
+        if settings.cluster is not None and not exchange.leading.is_set():
+            say(f"hogx: standing by for shard {settings.cluster.shard} (following its stream)")
+        leader_tasks: list[asyncio.Task[None]] = []
+
+        async def on_leading() -> None:
+            """What only the writer does: commands of its own, and the timetable's."""
+            if settings.operator_key:
+                await _ensure_operator(exchange, settings.operator_key)
+            await _ensure_surveillance(exchange, settings.surveillance)
+            if settings.demo:
+                await _ensure_demo(exchange, settings.data_dir, say)
+            # Timetables, cool-offs and certificate expiry become journaled commands here.
+            leader_tasks.append(asyncio.create_task(Scheduler(exchange).run_forever()))
+
+        await exchange.on_leading(on_leading)  # at once when embedded; on takeover otherwise
         gc.collect()
         gc.freeze()  # what start-up built lives for good: keep it out of every collection
         flusher = asyncio.create_task(flush_forever(hub, settings.feed_window_s))
-        # Timetables, cool-offs and certificate expiry become journaled commands here.
-        scheduler = asyncio.create_task(Scheduler(exchange).run_forever())
         heads_publisher = asyncio.create_task(
             publish_forever(
                 daily_heads, journal_dir(settings.data_dir), lambda: exchange.core.last_sequence
@@ -159,7 +169,8 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            scheduler.cancel()
+            for task in leader_tasks:
+                task.cancel()
             flusher.cancel()
             heads_publisher.cancel()
             book_history.close()

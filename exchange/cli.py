@@ -131,10 +131,14 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import Settings, create_app
+    from exchange.cluster import ClusterConfig
     from exchange.surveillance_config import load_config
 
     try:
         surveillance = load_config(args.surveillance_config)
+        cluster = None
+        if args.nats_url:
+            cluster = ClusterConfig(args.nats_url, args.shard, args.stream_replicas)
     except ValueError as error:
         print(f"hogx serve: {error}", file=sys.stderr)
         return 2
@@ -146,6 +150,7 @@ def serve_command(args: argparse.Namespace) -> int:
         operator_key=os.environ.get("HOGX_OPERATOR_KEY") or None,
         rate_per_second=args.rate_limit,
         rate_burst=2 * args.rate_limit,
+        cluster=cluster,
     )
     args.data_dir.mkdir(parents=True, exist_ok=True)
     print(f"hogx: serving on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
@@ -238,6 +243,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("HOGX_SURVEILLANCE_CONFIG") or None,
         help="JSON file of surveillance thresholds and linked participants (default: the "
         "built-in thresholds, no links); journaled whenever it changes",
+    )
+    serve.add_argument(
+        "--nats-url",
+        default=os.environ.get("HOGX_NATS_URL") or None,
+        help="run as an engine node of a cluster: the journal is the shard's JetStream stream "
+        "on this NATS server (the data dir holds its mirror); the node leads the shard or "
+        "stands by to take over (default: the embedded local journal)",
+    )
+    serve.add_argument(
+        "--shard", default=os.environ.get("HOGX_SHARD") or "main", help="with --nats-url"
+    )
+    serve.add_argument(
+        "--stream-replicas",
+        type=int,
+        default=int(os.environ.get("HOGX_STREAM_REPLICAS") or 1),
+        help="JetStream replicas of a new shard stream (3 on a 3-node NATS cluster)",
     )
     serve.set_defaults(run=serve_command)
 

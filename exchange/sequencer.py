@@ -12,26 +12,51 @@ made durable on the I/O thread, the next one gathers, so the batch grows with th
 
 Start-up recovers: the newest valid snapshot, then the journal after it. Snapshots are written
 by a separate process every `snapshot_every` records and by the exchange itself at shutdown.
+
+In a cluster (`ClusterConfig`), the journal is a JetStream stream (`exchange.jetstream`) and the
+files here are its local mirror. A node starts as a follower: it fills its mirror from the
+stream, recovers, then applies whatever the leader appends, until it takes the shard's lease.
+Then it reads the stream to its end and becomes the writer: each batch is acknowledged once
+JetStream stored it (fenced by the expected last stream sequence), then mirrored locally.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from exchange.audit import AuditTrail
+from exchange.cluster import ClusterConfig, ClusterLink
 from exchange.commands import Command, decode_command, encode_command
 from exchange.core import ExchangeCore
 from exchange.events import Event
-from exchange.journal import GENESIS_HASH, MAX_PAYLOAD_BYTES, Journal, JournalRecord
+from exchange.jetstream import (
+    JetStreamWriter,
+    LeaseLost,
+    StreamMismatchError,
+    StreamPosition,
+    StreamReader,
+    read_to_end,
+    stream_end,
+)
+from exchange.journal import (
+    GENESIS_HASH,
+    MAX_PAYLOAD_BYTES,
+    Journal,
+    JournalCorruptError,
+    JournalRecord,
+)
 from exchange.marketdata import MarketData
 from exchange.snapshots import (
     Recovered,
@@ -45,6 +70,7 @@ from exchange.surveillance import Surveillance
 MAX_BATCH = 4096
 MAX_PENDING = 100_000
 DEFAULT_SNAPSHOT_EVERY = 1_000_000
+ELECTION_POLL_SECONDS = 0.1
 
 
 class CommandResult(msgspec.Struct, frozen=True, gc=False):
@@ -89,6 +115,7 @@ class Exchange:
         fsync: bool = True,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         clock: Callable[[], int] = time.time_ns,
+        cluster: ClusterConfig | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.core = ExchangeCore()
@@ -110,18 +137,27 @@ class Exchange:
         self._snapshot_task: asyncio.Task[None] | None = None
         self._last_snapshot_sequence = 0
         self.recovery: RecoveryReport | None = None
+        self._max_payload = MAX_PAYLOAD_BYTES
+        # The cluster: how this node reaches the stream, and its part in it.
+        self._cluster = cluster
+        self._link: ClusterLink | None = None
+        self._stream_writer: JetStreamWriter | None = None
+        self._role_task: asyncio.Task[None] | None = None
+        self._lease_task: asyncio.Task[None] | None = None
+        self._on_leading: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self.leading = asyncio.Event()  # set once this node writes (at once when embedded)
 
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> RecoveryReport:
         """Recover state from the data directory and start accepting commands."""
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        journal = await loop.run_in_executor(
-            self._io, lambda: Journal.open(journal_dir(self.data_dir), fsync=self._fsync)
-        )
+        journal = await self._open_journal()
         self._journal = journal
+        if self._cluster is not None:
+            self._link = await ClusterLink.connect(self._cluster)
+            await self._fill_from_stream(journal)
         # The journal lock says no other exchange runs here; an orphaned snapshot writer would
         # only lose its own unfinished file.
         remove_partial_snapshots(self.data_dir)
@@ -142,13 +178,26 @@ class Exchange:
             journal.torn_tail_bytes,
             time.perf_counter() - started,
         )
-        self._accepting = True
-        self._writer = asyncio.create_task(self._write_loop(), name="hogx-sequencer")
+        if self._cluster is None:
+            await self._lead(None)
+        else:
+            self._role_task = asyncio.create_task(self._follow_then_lead(), name="hogx-follower")
         return self.recovery
+
+    async def on_leading(self, callback: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `callback` when this node starts writing; now, if it already does."""
+        self._on_leading.append(callback)
+        if self.leading.is_set():
+            await callback()
 
     async def stop(self, *, snapshot: bool = True) -> None:
         """Stop accepting, finish every command already accepted, snapshot and close."""
         self._accepting = False
+        for task in (self._role_task, self._lease_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._writer is not None:
             self._wakeup.set()
             await self._writer
@@ -170,6 +219,9 @@ class Exchange:
                 )
             journal.close()
             self._journal = None
+        if self._link is not None:
+            await self._link.close()  # gives the lease up: a standby takes over at once
+            self._link = None
         self._io.shutdown(wait=True)
 
     @property
@@ -198,6 +250,111 @@ class Exchange:
         """
         self._subscribers.append(subscriber)
 
+    # ------------------------------------------------------------------ cluster roles
+
+    async def _open_journal(self) -> Journal:
+        """The local journal; in a cluster, a mirror the stream can always rebuild, so it needs
+        no fsync of its own, and a damaged one is moved aside rather than refusing to start."""
+        directory = journal_dir(self.data_dir)
+        fsync = self._fsync and self._cluster is None
+
+        def open_it() -> Journal:
+            try:
+                return Journal.open(directory, fsync=fsync)
+            except JournalCorruptError as error:
+                if self._cluster is None:
+                    raise
+                aside = directory.with_name(f"{directory.name}.damaged-{time.time_ns()}")
+                print(f"hogx: local journal mirror damaged ({error}); moved to {aside}, "
+                      "refilling it from the stream", file=sys.stderr)  # fmt: skip
+                shutil.move(directory, aside)
+                return Journal.open(directory, fsync=fsync)
+
+        return await asyncio.get_running_loop().run_in_executor(self._io, open_it)
+
+    async def _fill_from_stream(self, journal: Journal) -> None:
+        """Bring the local mirror up to the stream's end, checking both tell one history."""
+        link = self._link
+        assert link is not None
+        end = await stream_end(link.js, link.shard)
+        local_last = journal.last_sequence
+        if end.last_sequence < local_last or (
+            end.last_sequence == local_last and end.head_hash != journal.head_hash
+        ):
+            raise StreamMismatchError(
+                f"the journal in {self.data_dir} holds {local_last:,} records that the stream of "
+                f"shard {link.shard} (up to {end.last_sequence:,}) does not: wrong data dir or "
+                "shard"
+            )
+        loop = asyncio.get_running_loop()
+        previous_hash = journal.head_hash if local_last else GENESIS_HASH
+        async for records in read_to_end(link.js, link.shard, local_last, previous_hash):
+            rows = [(record.sequence, record.time_ns, record.payload) for record in records]
+            await loop.run_in_executor(self._io, journal.append_batch, rows)
+
+    async def _follow_then_lead(self) -> None:
+        """Apply what the leader appends, until this node takes the lease; then lead."""
+        link = self._link
+        journal = self._journal
+        assert link is not None and journal is not None
+        reader = StreamReader(link.js, link.shard, self.core.last_sequence, journal.head_hash)
+        end: int | None = None  # the stream's last message when the lease became ours
+        next_try = 0.0
+        try:
+            await reader.open()
+            while end is None or reader.stream_sequence < end:
+                if end is None and time.monotonic() >= next_try:
+                    next_try = time.monotonic() + ELECTION_POLL_SECONDS
+                    if await link.lease.try_acquire():
+                        self._lease_task = asyncio.create_task(self._keep_lease(link))
+                        end = (await stream_end(link.js, link.shard)).stream_sequence
+                        continue
+                records = await reader.next_batch(ELECTION_POLL_SECONDS)
+                if records:
+                    await self._apply_followed(journal, records)
+        except BaseException as error:
+            if not isinstance(error, asyncio.CancelledError):
+                self._fail(error)
+            raise
+        finally:
+            await reader.close()
+        position = StreamPosition(reader.stream_sequence, journal.last_sequence, journal.head_hash)
+        try:
+            await self._lead(JetStreamWriter(link.nc, link.js, link.shard, position))
+        except Exception as error:  # e.g. the start-up commands of the new leader failed
+            self._fail(error)
+
+    async def _keep_lease(self, link: ClusterLink) -> None:
+        try:
+            await link.lease.keep()
+        except LeaseLost as error:
+            self._fail(error)
+
+    async def _apply_followed(self, journal: Journal, records: list[JournalRecord]) -> None:
+        """What a follower does with the leader's batch: mirror it, apply it, publish it."""
+        rows = [(record.sequence, record.time_ns, record.payload) for record in records]
+        await asyncio.get_running_loop().run_in_executor(self._io, journal.append_batch, rows)
+        results = []
+        for record in records:
+            command = decode_command(record.payload)
+            events = self.core.apply(command, record.sequence, record.time_ns)
+            results.append(CommandResult(record.sequence, record.time_ns, command, events))
+        self._publish(results)
+        self._maybe_snapshot()
+
+    async def _lead(self, stream_writer: JetStreamWriter | None) -> None:
+        """Start writing: from here on commands are accepted and sequenced by this node."""
+        self._stream_writer = stream_writer
+        if stream_writer is not None:
+            self._max_payload = min(MAX_PAYLOAD_BYTES, stream_writer.max_record_payload)
+            print(f"hogx: leading shard {stream_writer.shard} from sequence "
+                  f"{self.core.last_sequence:,}", file=sys.stderr, flush=True)  # fmt: skip
+        self._accepting = True
+        self._writer = asyncio.create_task(self._write_loop(), name="hogx-sequencer")
+        self.leading.set()
+        for callback in self._on_leading:
+            await callback()
+
     # ------------------------------------------------------------------ commands
 
     async def submit(self, command: Command) -> CommandResult:
@@ -210,7 +367,7 @@ class Exchange:
         # be written, or replay would fail on it.
         try:
             payload = encode_command(command)
-            survives = len(payload) <= MAX_PAYLOAD_BYTES and decode_command(payload) == command
+            survives = len(payload) <= self._max_payload and decode_command(payload) == command
         except (msgspec.MsgspecError, TypeError) as error:
             raise ValueError(f"command does not survive encoding: {error}") from error
         if not survives:
@@ -234,6 +391,10 @@ class Exchange:
             journal = self._journal
             assert journal is not None
             try:
+                if self._stream_writer is not None:  # the stream is the truth; then the mirror
+                    if self._link is not None and not self._link.lease.held:
+                        raise LeaseLost("the shard's lease was not renewed in time")
+                    await self._stream_writer.append(records)
                 await loop.run_in_executor(self._io, journal.append_batch, records)
             except BaseException as error:  # the disk failed: nothing in this batch happened
                 self._fail(error, batch)
@@ -282,7 +443,7 @@ class Exchange:
     def _fail(
         self,
         error: BaseException,
-        batch: list[tuple[Command, bytes, asyncio.Future[CommandResult]]],
+        batch: Sequence[tuple[Command, bytes, asyncio.Future[CommandResult]]] = (),
     ) -> None:
         self._accepting = False
         self._failure = error

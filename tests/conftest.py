@@ -39,6 +39,44 @@ def postgres_server() -> str | None:
     return None
 
 
+NATS_URL = os.environ.get("HOGX_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def nats_reachable(url: str = NATS_URL) -> bool:
+    """True when a NATS server with JetStream answers at `url`."""
+    import asyncio
+
+    import nats
+
+    async def probe() -> bool:
+        try:
+            client = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+        except Exception:
+            return False
+        try:
+            await client.jetstream().account_info()
+            return True
+        except Exception:
+            return False
+        finally:
+            await client.close()
+
+    return asyncio.run(probe())
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The NATS server (with JetStream) the cluster tests run against.
+
+    Under CI=true its absence fails the run; elsewhere those tests skip with the reason."""
+    if not nats_reachable():
+        reason = f"no NATS server with JetStream at {NATS_URL}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}, and CI=true requires the cluster tests to run")
+        pytest.skip(reason)
+    return NATS_URL
+
+
 def ocop_attributes(**overrides: Any) -> dict[str, Any]:
     """Attributes an OCOP listing needs, with a certificate issued 100 days ago."""
     from datetime import date, timedelta

@@ -1,6 +1,6 @@
 """A trading session to be killed: the child process of the crash tests in `test_recovery.py`.
 
-    python tests/crash_child.py DATA_DIR SEED SNAPSHOT_EVERY TASKS MAX_SECONDS
+    python tests/crash_child.py DATA_DIR SEED SNAPSHOT_EVERY TASKS MAX_SECONDS [NATS_URL SHARD]
 
 Starts an `Exchange` (fsync on) in DATA_DIR, runs the seeded workload's setup, then submits
 orders from TASKS concurrent asyncio tasks. For every acknowledged command it prints one JSON
@@ -9,6 +9,8 @@ line and flushes, so the parent knows exactly what the exchange promised before 
     {"s": sequence, "t": time_ns, "c": sha256(journal payload), "e": sha256(events)}
 
 The session ends by itself after MAX_SECONDS, so a parent that forgets it leaves no orphan.
+With NATS_URL and SHARD the journal is that shard's JetStream stream (the exchange waits to
+lead the shard first).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for `benchmarks`
 
 from benchmarks.workload import MarketWorkload
+from exchange.cluster import ClusterConfig
 from exchange.commands import encode_command
 from exchange.sequencer import CommandResult, Exchange
 
@@ -47,10 +50,16 @@ def acknowledge(result: CommandResult) -> None:
 
 
 async def session(
-    data_dir: Path, seed: int, snapshot_every: int, tasks: int, seconds: float
+    data_dir: Path,
+    seed: int,
+    snapshot_every: int,
+    tasks: int,
+    seconds: float,
+    cluster: ClusterConfig | None = None,
 ) -> None:
-    exchange = Exchange(data_dir, fsync=True, snapshot_every=snapshot_every)
+    exchange = Exchange(data_dir, fsync=True, snapshot_every=snapshot_every, cluster=cluster)
     await exchange.start()
+    await asyncio.wait_for(exchange.leading.wait(), timeout=30)
     workload = MarketWorkload(seed)
     for command in workload.setup():
         result = await exchange.submit(command)
@@ -69,8 +78,11 @@ async def session(
 
 
 def main(argv: list[str]) -> int:
-    data_dir, seed, snapshot_every, tasks, seconds = argv
-    asyncio.run(session(Path(data_dir), int(seed), int(snapshot_every), int(tasks), float(seconds)))
+    data_dir, seed, snapshot_every, tasks, seconds = argv[:5]
+    cluster = ClusterConfig(argv[5], argv[6]) if len(argv) == 7 else None
+    asyncio.run(
+        session(Path(data_dir), int(seed), int(snapshot_every), int(tasks), float(seconds), cluster)
+    )
     return 0
 
 

@@ -393,6 +393,17 @@ def kill_group(child: subprocess.Popen[bytes]) -> None:
             os.killpg(child.pid, signal.SIGKILL)
 
 
+def reap_killed(child: subprocess.Popen[bytes], acks: Acks, stderr: Path) -> None:
+    """SIGKILL the child's group if it still runs, collect its last acks, see it is gone."""
+    kill_group(child)
+    child.wait(timeout=30)
+    acks.join(timeout_s=30)
+    assert child.stdout is not None
+    child.stdout.close()
+    assert child.returncode == -signal.SIGKILL, stderr.read_text()[-3000:]
+    wait_for_group_to_die(child)
+
+
 def wait_for_group_to_die(child: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
     """A killed snapshot writer (not our child, so not ours to reap) takes a moment to exit."""
     deadline = time.monotonic() + timeout_s
@@ -469,13 +480,7 @@ def crash(data_dir: Path, seed: int, mode: str, tmp_path: Path) -> dict[int, dic
                 wait_until(lambda: len(acks.lines) >= resumed_at, "trading on", acks, stderr)
             kill_group(child)
         finally:
-            kill_group(child)
-            child.wait(timeout=30)
-            acks.join(timeout_s=30)
-            assert child.stdout is not None
-            child.stdout.close()
-    assert child.returncode == -signal.SIGKILL, stderr.read_text()[-3000:]
-    wait_for_group_to_die(child)
+            reap_killed(child, acks, stderr)
     if mode == "snapshot_writer_killed":
         plant_half_written_snapshot(data_dir)
     return acks.by_sequence()

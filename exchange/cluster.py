@@ -1,0 +1,66 @@
+"""How an engine node joins a cluster: its NATS connection, its shard and its lease.
+
+Every engine node of a shard is started the same way (`hogx serve --nats-url URL --shard S`);
+whichever takes the shard's lease first leads, the others follow as hot standbys. The node's
+name only says who holds the lease (for operators reading the key-value bucket).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import msgspec
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+
+from exchange.jetstream import Lease, check_shard, ensure_stream
+
+DEFAULT_SHARD = "main"
+
+
+class ClusterConfig(msgspec.Struct, frozen=True):
+    nats_url: str
+    shard: str = DEFAULT_SHARD
+    replicas: int = 1  # the stream's JetStream replicas: 3 on a 3-node NATS cluster
+    node: str = ""  # who holds the lease; host:pid when empty
+
+    def __post_init__(self) -> None:
+        check_shard(self.shard)
+        if not 1 <= self.replicas <= 5:
+            raise ValueError(f"stream replicas must be 1 to 5, got {self.replicas}")
+
+
+class ClusterLink:
+    """A node's connection to the cluster: NATS, JetStream, the shard's stream and lease."""
+
+    def __init__(self, nc: NatsClient, js: JetStreamContext, shard: str, lease: Lease) -> None:
+        self.nc = nc
+        self.js = js
+        self.shard = shard
+        self.lease = lease
+
+    @classmethod
+    async def connect(cls, config: ClusterConfig) -> ClusterLink:
+        nc = await nats.connect(
+            config.nats_url,
+            name=f"hogx-engine-{config.shard}",
+            max_reconnect_attempts=-1,  # NATS restarts and fails over; the engine outlives it
+            reconnect_time_wait=0.25,
+        )
+        try:
+            js = nc.jetstream()
+            await ensure_stream(js, config.shard, replicas=config.replicas)
+            node = config.node or f"{socket.gethostname()}:{os.getpid()}"
+            lease = await Lease.open(js, config.shard, node)
+        except BaseException:
+            await nc.close()
+            raise
+        return cls(nc, js, config.shard, lease)
+
+    async def close(self) -> None:
+        try:
+            await self.lease.release()
+        finally:
+            await self.nc.close()
