@@ -236,6 +236,11 @@ async def _ensure_demo(exchange: Exchange, data_dir: Path, say: Any) -> None:
     keys_file = data_dir / DEMO_KEYS_FILE
     if keys_file.exists():
         keys = json.loads(keys_file.read_text())
+    elif any(p.name == demo_participants()[0].name for p in exchange.core.participants.values()):
+        # A cluster node taking over: the first leader set the market up and holds the keys.
+        say("hogx demo market: set up by another node of the shard; its keys are in that "
+            f"node's {DEMO_KEYS_FILE}")  # fmt: skip
+        return
     else:
         cast = demo_participants()
         first_id = len(exchange.core.participants) + 1

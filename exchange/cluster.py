@@ -20,8 +20,13 @@ from exchange.jetstream import Lease, check_shard, ensure_stream
 DEFAULT_SHARD = "main"
 
 
+def servers(nats_url: str) -> list[str]:
+    """`nats://a:4222,nats://b:4222`: every server of a NATS cluster the node may reach first."""
+    return [url.strip() for url in nats_url.split(",") if url.strip()]
+
+
 class ClusterConfig(msgspec.Struct, frozen=True):
-    nats_url: str
+    nats_url: str  # one URL, or several separated by commas
     shard: str = DEFAULT_SHARD
     replicas: int = 1  # the stream's JetStream replicas: 3 on a 3-node NATS cluster
     node: str = ""  # who holds the lease; host:pid when empty
@@ -44,7 +49,7 @@ class ClusterLink:
     @classmethod
     async def connect(cls, config: ClusterConfig) -> ClusterLink:
         nc = await nats.connect(
-            config.nats_url,
+            servers(config.nats_url),
             name=f"hogx-engine-{config.shard}",
             max_reconnect_attempts=-1,  # NATS restarts and fails over; the engine outlives it
             reconnect_time_wait=0.25,

@@ -44,31 +44,70 @@ def test_the_image_installs_every_package_of_the_project() -> None:
         assert f"COPY {package} ./{package}" in text, package
 
 
-def test_the_compose_server_command_parses_and_points_the_ledger_at_postgres() -> None:
-    service = compose()["services"]["hogx"]
-    args = build_parser().parse_args(service["command"])
-    assert args.command == "serve"
-    assert args.database_url.startswith("postgresql+psycopg://")
-    assert "@postgres:" in args.database_url
-    assert "postgres" in service["depends_on"]
+def services_running(command: str) -> dict[str, dict[str, Any]]:
+    """The compose services whose command is `hogx <command>`."""
+    services: dict[str, dict[str, Any]] = compose()["services"]
+    return {
+        name: service
+        for name, service in services.items()
+        if service.get("command", [None])[0] == command
+    }
 
 
-def test_the_journal_lives_on_a_named_volume_at_the_data_dir() -> None:
-    spec = compose()
-    service = spec["services"]["hogx"]
-    args = build_parser().parse_args(service["command"])
-    mounts = dict(volume.split(":", 1) for volume in service["volumes"])
-    assert mounts.get("journal") == str(args.data_dir)
-    assert "journal" in spec["volumes"]
-
-
-def test_the_healthchecks_ask_hogx_healthz_and_postgres_readiness() -> None:
+def test_the_cluster_has_three_nats_nodes_with_jetstream_routed_to_each_other() -> None:
     services = compose()["services"]
-    assert "/healthz" in " ".join(services["hogx"]["healthcheck"]["test"])
+    nats_nodes = [name for name in services if name.startswith("nats-")]
+    assert len(nats_nodes) == 3
+    for name in nats_nodes:
+        command = services[name]["command"]
+        assert "--jetstream" in command and command[command.index("--name") + 1] == name
+        routes = command[command.index("--routes") + 1]
+        assert {f"nats://{other}:6222" for other in nats_nodes if other != name} == set(
+            routes.split(",")
+        )
+
+
+def test_the_shard_has_a_leader_and_a_standby_on_a_three_replica_stream() -> None:
+    engines = services_running("serve")
+    assert len(engines) == 2
+    parsed = [build_parser().parse_args(service["command"]) for service in engines.values()]
+    assert {args.shard for args in parsed} == {"main"}
+    for args in parsed:
+        assert args.stream_replicas == 3
+        assert all(f"nats-{n}:4222" in args.nats_url for n in (1, 2, 3))
+        assert args.database_url.startswith("postgresql+psycopg://")
+        assert "@postgres:" in args.database_url
+    assert len({args.database_url for args in parsed}) == 2, "each node keeps its own ledger"
+
+
+def test_two_gateways_front_the_shard() -> None:
+    gateways = services_running("gateway")
+    assert len(gateways) == 2
+    for service in gateways.values():
+        args = build_parser().parse_args(service["command"])
+        assert args.shard == "main" and "nats-1:4222" in args.nats_url
+    ports = [service["ports"][0].split(":")[0] for service in gateways.values()]
+    assert len(set(ports)) == 2
+
+
+def test_each_engine_keeps_its_journal_mirror_on_a_named_volume_at_the_data_dir() -> None:
+    spec = compose()
+    for service in services_running("serve").values():
+        args = build_parser().parse_args(service["command"])
+        volume, path = service["volumes"][0].split(":", 1)
+        assert path == str(args.data_dir)
+        assert volume in spec["volumes"]
+
+
+def test_the_healthchecks_ask_hogx_healthz_and_postgres_and_nats_readiness() -> None:
+    services = compose()["services"]
+    for name in (*services_running("serve"), *services_running("gateway")):
+        assert "/healthz" in " ".join(services[name]["healthcheck"]["test"]), name
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert "js-enabled-only" in " ".join(services["nats-1"]["healthcheck"]["test"])
     assert "/healthz" in (REPO / "Dockerfile").read_text()
 
 
 def test_the_operator_key_comes_from_the_environment_not_the_file() -> None:
-    environment = compose()["services"]["hogx"]["environment"]
-    assert environment["HOGX_OPERATOR_KEY"].startswith("${HOGX_OPERATOR_KEY")
+    for service in services_running("serve").values():
+        assert service["environment"]["HOGX_OPERATOR_KEY"].startswith("${HOGX_OPERATOR_KEY")
