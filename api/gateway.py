@@ -11,6 +11,16 @@ exchange that is not rebuilt from NATS, so any of them can be added, killed or r
   order with the same `client_order_id` is safe, because the engine answers a repeated id with
   the original order instead of placing a second one (an order that timed out here may well
   have been placed).
+- The websocket feed (`/v1/ws`, api/ws.py as it is) is served here, from a replica: the gateway
+  follows the shard's journal stream and applies every record to a core and market data of its
+  own, as recovery does, then hands the results to its own `FeedHub`. It flushes the hub after
+  each stream message (one journal batch) rather than on a timer, so every gateway turns the
+  same batches of the deterministic core into the same frames: clients on any gateway see the
+  identical sequence of book updates, and the feed scales with the number of gateways. (A
+  timer flush still runs, but between messages nothing has changed: it only sends newcomers
+  their snapshots.)
+- `/healthz` answers 200 while the gateway is connected to NATS and its replica has caught up
+  with the stream and keeps following it; 503 otherwise, so a load balancer skips it.
 """
 
 from __future__ import annotations
@@ -31,12 +41,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api import ws
 from api.app import BodyLimit
 from api.errors import error_response
-from api.nats_bridge import HttpRequest, api_subject, decode_response, encode
+from api.nats_bridge import HttpRequest, decode_response, encode
+from exchange.commands import decode_command
+from exchange.core import ExchangeCore
+from exchange.feed import FeedHub
+from exchange.jetstream import (
+    StreamCorruptError,
+    StreamMismatchError,
+    api_subject,
+    follow,
+    stream_end,
+)
+from exchange.journal import GENESIS_HASH, JournalRecord
+from exchange.marketdata import MarketData
+from exchange.sequencer import CommandResult
 
 REQUEST_TIMEOUT_S = 5.0  # an order waits for one journal batch; far longer means trouble
 RECONNECT_WAIT_S = 0.5  # between attempts to reach NATS, at start and after losing it
+FOLLOW_RETRY_S = 0.5  # between attempts to follow the stream (missing yet, NATS away)
+FEED_WINDOW_S = 0.025  # how soon a new subscriber gets its snapshot when nothing trades
 # Hop-by-hop headers describe the client's connection to this gateway, not the request.
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"te", b"trailer"}
@@ -47,7 +73,39 @@ class GatewaySettings(msgspec.Struct, frozen=True):
     nats_url: str
     shard: str
     request_timeout_s: float = REQUEST_TIMEOUT_S
+    feed_window_s: float = FEED_WINDOW_S
     quiet: bool = False
+
+
+class Replica:
+    """The shard's core and market data, rebuilt from its journal: all the feed reads.
+
+    Records are applied exactly as recovery applies them (`Recovered.catch_up`), without the
+    audit trail and surveillance, which the feed does not read."""
+
+    def __init__(self) -> None:
+        self.core = ExchangeCore()
+        self.market_data = MarketData()
+        self.journal_hash = GENESIS_HASH
+
+    @property
+    def last_sequence(self) -> int:
+        return self.core.last_sequence
+
+    def apply(self, records: list[JournalRecord]) -> list[CommandResult]:
+        core, market_data = self.core, self.market_data
+        results = []
+        for record in records:
+            if record.sequence != core.last_sequence + 1:  # `follow` verified the chain; pair it
+                raise StreamCorruptError(
+                    f"record {record.sequence} after {core.last_sequence}: the replica has a gap"
+                )
+            command = decode_command(record.payload)
+            events = core.apply(command, record.sequence, record.time_ns)
+            market_data.observe(record.sequence, record.time_ns, events)
+            results.append(CommandResult(record.sequence, record.time_ns, command, events))
+            self.journal_hash = record.hash
+        return results
 
 
 class Gateway:
@@ -57,10 +115,57 @@ class Gateway:
         self.settings = settings
         self.subject = api_subject(settings.shard)
         self.nc: NATS | None = None
+        self.replica = Replica()
+        self.hub = FeedHub(lambda: self.replica.core, lambda: self.replica.market_data)
+        self.caught_up = False  # the replica reached the stream's end and follows it
+        self.broken: str | None = None  # why the replica can no longer follow (a new history)
 
     @property
     def connected(self) -> bool:
         return self.nc is not None and self.nc.is_connected
+
+    @property
+    def healthy(self) -> str | None:
+        """None when healthy, else why not."""
+        if not self.connected:
+            return "the gateway is not connected to NATS"
+        if self.broken is not None:
+            return f"the feed's replica stopped: {self.broken}"
+        if not self.caught_up:
+            return "the feed's replica is catching up with the journal"
+        return None
+
+    async def run(self) -> None:
+        """Connect, then keep the replica following the stream until cancelled."""
+        nc = await self.connect()
+        last_error = ""
+        while self.broken is None:
+            try:
+                await self._follow(nc)
+            except (StreamCorruptError, StreamMismatchError) as error:
+                # Not this gateway's to repair: restarted, it rebuilds from the stream.
+                self.broken = str(error)
+                self._say(f"hogx gateway: the replica stopped following: {error}")
+            except Exception as error:  # the stream is missing yet, NATS is away: try again
+                self.caught_up = False
+                if repr(error) != last_error:  # say it once, not twice a second
+                    self._say(f"hogx gateway: following shard {self.settings.shard}: {error!r}")
+                last_error = repr(error)
+                await asyncio.sleep(FOLLOW_RETRY_S)
+
+    async def _follow(self, nc: NATS) -> None:
+        js = nc.jetstream()
+        replica, hub, shard = self.replica, self.hub, self.settings.shard
+        end = (await stream_end(js, shard)).last_sequence
+        self.caught_up = replica.last_sequence >= end
+        async for records in follow(js, shard, replica.last_sequence, replica.journal_hash):
+            hub.on_results(replica.apply(records))
+            try:  # one stream message, one flush: the same frames on every gateway
+                hub.flush()
+            except Exception as error:  # a feed bug must not stop the replica
+                self._say(f"hogx gateway: feed flush failed: {error!r}")
+            if replica.last_sequence >= end:
+                self.caught_up = True
 
     async def connect(self) -> NATS:
         """Connect to NATS, trying again until it answers (a gateway may start before it)."""
@@ -157,11 +262,13 @@ def create_gateway(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        connecting = asyncio.create_task(gateway.connect())
+        running = asyncio.create_task(gateway.run())
+        flusher = asyncio.create_task(ws.flush_forever(gateway.hub, settings.feed_window_s))
         try:
             yield
         finally:
-            connecting.cancel()
+            running.cancel()
+            flusher.cancel()
             await gateway.close()
 
     # The engine serves the API's documents (/docs, /openapi.json): this app has none of its own.
@@ -169,12 +276,16 @@ def create_gateway(settings: GatewaySettings) -> FastAPI:
         title="hogx gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.gateway = gateway
+    app.state.feed = gateway.hub  # where api/ws.py finds its hub
     app.add_middleware(ForwardToEngine, gateway=gateway)
+    app.add_middleware(ws.KeepRawWebSocketSend)  # outermost: sees the server's own `send`
+    app.include_router(ws.router)
 
     @app.get("/healthz")
     async def healthz(request: Request) -> Response:
-        if not gateway.connected:
-            return error_response(503, "UNAVAILABLE", "the gateway is not connected to NATS")
+        why = gateway.healthy
+        if why is not None:
+            return error_response(503, "UNAVAILABLE", why)
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     return app

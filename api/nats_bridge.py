@@ -1,10 +1,11 @@
 """HTTP over NATS request/reply: how stateless gateways reach the engine of a shard.
 
 A gateway (`api.gateway`) turns each HTTP request into an `HttpRequest` and sends it as a NATS
-request to `hogx.<shard>.api`. The engine that leads the shard answers it with `serve_api`,
-which runs the request through its own ASGI app in-process, exactly as if it had come in over
-its HTTP port, and replies with the `HttpResponse`: the gateway passes status, headers and body
-through unchanged, so a client sees the same API (API.md) whichever way it came in.
+request to `hogx.<shard>.api` (`exchange.jetstream.api_subject`). The engine that leads the
+shard answers it with `serve_api`, which runs the request through its own ASGI app in-process,
+exactly as if it had come in over its HTTP port, and replies with the `HttpResponse`: the
+gateway passes status, headers and body through unchanged, so a client sees the same API
+(API.md) whichever way it came in.
 
 The engine subscribes in the queue group "engine", so should two processes ever subscribe
 (a standby promoting itself before the old leader is gone), each request still gets exactly
@@ -32,11 +33,6 @@ STOP_TIMEOUT_S = 10.0  # at stop, how long requests in flight get to finish
 HEADERS_LIMIT = 128  # headers per message; more is not a request a client of API.md sends
 
 Headers = list[tuple[bytes, bytes]]
-
-
-def api_subject(shard: str) -> str:
-    """The NATS subject the engine of `shard` answers HTTP requests on."""
-    return f"hogx.{shard}.api"
 
 
 class HttpRequest(msgspec.Struct, frozen=True, array_like=True):

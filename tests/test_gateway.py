@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
+import random
 import secrets
 import signal
 import subprocess
@@ -26,6 +28,8 @@ from typing import Any
 import httpx
 import pytest
 from conftest import REPO, free_port
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from api.nats_bridge import HttpRequest, HttpResponse, run_asgi, serve_api
 
@@ -40,18 +44,20 @@ MAX_BODY_BYTES = 64 * 1024
 
 _shard_numbers = itertools.count(1)
 
-# Until `hogx serve` takes --nats-url and --shard: the engine's app, served over HTTP and over
-# NATS from one process, as `serve` will.
+# Until `hogx serve --nats-url` answers on NATS itself: the engine node `serve` starts, with
+# the bridge added once it leads, as `serve` will.
 ENGINE_SCRIPT = """
 import asyncio, os, sys
 from pathlib import Path
 import nats, uvicorn
 from api.app import Settings, create_app
-from api.nats_bridge import api_subject, serve_api
+from api.nats_bridge import serve_api
+from exchange.cluster import ClusterConfig
+from exchange.jetstream import api_subject
 
 async def main(port, data_dir, url, shard):
     settings = Settings(data_dir=Path(data_dir), operator_key=os.environ["HOGX_OPERATOR_KEY"],
-                        quiet=True, fsync=False)
+                        quiet=True, cluster=ClusterConfig(url, shard))
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
@@ -139,6 +145,13 @@ class Cluster:
         gateway = spawn(command, self.directory / f"gateway-{number}.log")
         self.gateways = (*self.gateways, gateway)
         return gateway
+
+    def open_market(self, symbol: str, *traders: str) -> list[str]:
+        """List `symbol` through the first gateway and fund the named traders; their keys."""
+        with self.gateways[0].client(self.operator_key) as operator:
+            market = Market(operator)
+            market.list_instrument(symbol)
+            return [market.trader(name, symbol) for name in traders]
 
     def stop(self) -> None:
         for process in (*self.gateways, self.engine):
@@ -233,10 +246,7 @@ def test_a_gateway_answers_orders_exactly_as_the_engine_does(cluster: Cluster) -
     engine = cluster.start_engine()
     gateway = cluster.start_gateway()
     symbol = "GW-HOG-1"
-    with gateway.client(cluster.operator_key) as operator:
-        market = Market(operator)
-        market.list_instrument(symbol)
-        seller, buyer = market.trader("seller", symbol), market.trader("buyer", symbol)
+    seller, buyer = cluster.open_market(symbol, "seller", "buyer")
     with (
         gateway.client(seller) as via_gateway,
         engine.client(seller) as direct,
@@ -280,10 +290,7 @@ def test_a_retried_client_order_id_through_a_gateway_returns_the_original(
     cluster.start_engine()
     gateway = cluster.start_gateway()
     symbol = "GW-HOG-2"
-    with gateway.client(cluster.operator_key) as operator:
-        market = Market(operator)
-        market.list_instrument(symbol)
-        trader = market.trader("retrier", symbol)
+    (trader,) = cluster.open_market(symbol, "retrier")
     with gateway.client(trader) as http:
         first = http.post("/v1/orders", json=order(symbol, "buy", 59_000, 2, client_order_id="a1"))
         again = http.post("/v1/orders", json=order(symbol, "buy", 59_000, 2, client_order_id="a1"))
@@ -329,6 +336,167 @@ def answered_within(http: httpx.Client, path: str, seconds: float) -> httpx.Resp
         if answer.status_code != 503 or time.monotonic() > deadline:
             return answer
         time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------- the feed
+
+
+def ws_url(process: Process) -> str:
+    return process.url.replace("http://", "ws://", 1) + "/v1/ws"
+
+
+class BookFrames:
+    """One websocket client's book frames for a symbol, read in the background."""
+
+    def __init__(self, ws: ClientConnection, symbol: str) -> None:
+        self.ws = ws
+        self.symbol = symbol
+        self.frames: list[dict[str, Any]] = []
+        self.task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def subscribe(cls, process: Process, symbol: str) -> BookFrames:
+        ws = await connect(ws_url(process))
+        await ws.send(json.dumps({"op": "subscribe", "channel": "book", "symbol": symbol}))
+        return cls(ws, symbol)
+
+    async def _read(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in self.ws:
+                frame = json.loads(message)
+                if frame.get("channel") == "book" or frame.get("type") in ("resync", "error"):
+                    self.frames.append(frame)
+
+    async def until(self, sequence: int, timeout: float = 10.0) -> None:
+        """Wait until a book frame at or after `sequence` arrived."""
+        deadline = time.monotonic() + timeout
+        while not any(frame.get("sequence", 0) >= sequence for frame in self.frames):
+            assert time.monotonic() < deadline, f"no frame at {sequence}: {self.frames[-3:]}"
+            await asyncio.sleep(0.01)
+
+    def book(self) -> tuple[list[list[int]], list[list[int]]]:
+        """The snapshot with every update applied, best first: what GET /book says."""
+        snapshot, *updates = self.frames
+        assert snapshot["type"] == "snapshot", snapshot
+        levels = {("buy", p): [p, q, n] for p, q, n in snapshot["bids"]}
+        levels |= {("sell", p): [p, q, n] for p, q, n in snapshot["asks"]}
+        for update in updates:
+            assert update["type"] == "update", update
+            for side, price, quantity, orders in update["changes"]:
+                if quantity == 0:
+                    levels.pop((side, price), None)
+                else:
+                    levels[(side, price)] = [price, quantity, orders]
+        bids = sorted((v for (side, _), v in levels.items() if side == "buy"), reverse=True)
+        asks = sorted(v for (side, _), v in levels.items() if side == "sell")
+        return bids, asks
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await asyncio.wait_for(self.task, 5)
+
+
+async def order_flow(
+    gateways: tuple[Process, ...], keys: list[str], symbol: str, count: int, seed: int
+) -> int:
+    """A seeded flow of resting, crossing and cancelled orders, sent concurrently through all
+    the gateways (so journal batches hold several commands); returns the last sequence."""
+    rng = random.Random(seed)
+    clients = [
+        httpx.AsyncClient(base_url=g.url, headers={"Authorization": f"Bearer {k}"}, timeout=15)
+        for g in gateways
+        for k in keys
+    ]
+    last = 0
+
+    async def one(http: httpx.AsyncClient, side: str, price: int, quantity: int) -> None:
+        nonlocal last
+        answer = await http.post("/v1/orders", json=order(symbol, side, price, quantity))
+        assert answer.status_code == 201, answer.text
+        last = max(last, answer.json()["sequence"])
+        if answer.json()["status"] == "new" and rng.random() < 0.3:
+            cancelled = await http.delete(f"/v1/orders/{answer.json()['order_id']}")
+            assert cancelled.status_code in (200, 409), cancelled.text
+            last = max(last, cancelled.json().get("sequence", 0))
+
+    try:
+        for _ in range(count // 8):
+            await asyncio.gather(
+                *(
+                    one(
+                        rng.choice(clients),
+                        side := rng.choice(("buy", "sell")),
+                        REFERENCE + (-1 if side == "buy" else 1) * TICK * rng.randint(-2, 8),
+                        rng.randint(1, 5),
+                    )
+                    for _ in range(8)
+                )
+            )
+    finally:
+        for http in clients:
+            await http.aclose()
+    return last
+
+
+def test_websocket_clients_on_two_gateways_see_the_identical_book_updates(
+    cluster: Cluster,
+) -> None:
+    cluster.start_engine()
+    first = cluster.start_gateway()
+    symbol = "GW-FEED-1"
+    keys = cluster.open_market(symbol, "trader-1", "trader-2", "trader-3")
+    asyncio.run(order_flow((first,), keys, symbol, count=24, seed=1))
+    second = cluster.start_gateway()  # rebuilds its replica from the stream's history
+
+    async def scenario() -> tuple[BookFrames, BookFrames, Any]:
+        clients = (
+            await BookFrames.subscribe(first, symbol),
+            await BookFrames.subscribe(second, symbol),
+        )
+        for client in clients:
+            await client.until(0)  # its snapshot
+        last = await order_flow((first, second), keys, symbol, count=96, seed=2)
+        for client in clients:
+            await client.until(last)
+        async with httpx.AsyncClient(base_url=second.url) as http:
+            book = (await http.get(f"/v1/markets/{symbol}/book", params={"depth": 1000})).json()
+        await asyncio.sleep(0.2)  # anything after `last` would show here: there is nothing
+        for client in clients:
+            await client.close()
+        return clients[0], clients[1], book
+
+    on_first, on_second, book = asyncio.run(asyncio.wait_for(scenario(), 90))
+    assert on_first.frames[0]["sequence"] == on_second.frames[0]["sequence"]
+    assert len(on_first.frames) > 10
+    assert on_first.frames == on_second.frames
+    assert on_first.book() == (book["bids"], book["asks"])
+    assert on_first.frames[-1]["sequence"] == book["sequence"]
+
+
+def test_a_gateway_is_healthy_only_once_its_replica_follows_the_stream(
+    cluster: Cluster,
+) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exchange.cli", "gateway", "--nats-url", cluster.nats_url,
+         "--shard", cluster.shard, "--port", str(port)],
+        cwd=REPO,
+        stdout=(cluster.directory / "early-gateway.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    early = Process(f"http://127.0.0.1:{port}", process, cluster.directory / "early-gateway.log")
+    cluster.gateways = (early,)
+    deadline = time.monotonic() + 20
+    while True:  # up, but no stream to follow: no engine ever led this shard
+        with contextlib.suppress(httpx.TransportError):
+            answer = httpx.get(f"{early.url}/healthz")
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert (answer.status_code, error_code(answer)) == (503, "UNAVAILABLE")
+    cluster.start_engine()
+    with early.client() as http:
+        assert answered_within(http, "/healthz", seconds=10).status_code == 200
 
 
 # ---------------------------------------------------------------------- the bridge itself
