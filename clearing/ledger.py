@@ -36,10 +36,11 @@ journal sequences below 2**43; balances are BIGINT (checked before every write).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
@@ -59,7 +60,6 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
-    case,
     create_engine,
     event,
     func,
@@ -361,6 +361,17 @@ _COPY_TYPES: Final = {
     for table in (accounts_table, transfers_table, trades_table)
 }
 _TABLES_IN_ORDER: Final = (accounts_table, transfers_table, trades_table, state_table)
+# A batch's balance changes, by account id, in one statement: built with SQLAlchemy's `case`
+# they cost more to compile each time than to run.
+_PG_UPDATE_BALANCES: Final = (
+    "UPDATE accounts AS a SET balance = a.balance + d.delta"
+    " FROM unnest(%s::integer[], %s::bigint[]) AS d(id, delta) WHERE a.id = d.id"
+)
+_SQLITE_UPDATE_BALANCES: Final = (
+    "WITH d(id, delta) AS (VALUES {pairs}) UPDATE accounts"
+    " SET balance = balance + (SELECT d.delta FROM d WHERE d.id = accounts.id)"
+    " WHERE id IN (SELECT id FROM d)"
+)
 
 AccountKey = tuple[int, str, str]  # participant id, asset, kind
 
@@ -406,7 +417,7 @@ class PreparedBatch:
     in the order they were prepared; committing the same one again is harmless."""
 
     __slots__ = (
-        "account_values",
+        "account_rows",
         "balance_updates",
         "balances",
         "first_sequence",
@@ -414,19 +425,19 @@ class PreparedBatch:
         "last_time_ns",
         "new_accounts",
         "previous_sequence",
-        "trade_values",
-        "transfer_values",
+        "trade_rows",
+        "transfer_rows",
     )
 
     def __init__(self) -> None:
         self.previous_sequence = 0
         self.first_sequence = 0
-        # Rows flattened into one list per table (row after row, column after column): one
-        # long-lived object instead of one tuple per row keeps the garbage collector quiet.
-        self.account_values: list[Any] = []
+        # One tuple per row, columns in table order: what binary COPY formats in C, and what
+        # SQLite's multi-row INSERT takes flattened.
+        self.account_rows: list[tuple[Any, ...]] = []
         self.new_accounts: dict[AccountKey, int] = {}
-        self.transfer_values: list[Any] = []
-        self.trade_values: list[Any] = []
+        self.transfer_rows: list[tuple[Any, ...]] = []
+        self.trade_rows: list[tuple[Any, ...]] = []
         self.balances: dict[int, int] = {}  # account id -> balance after the batch (all of them)
         self.balance_updates: dict[int, int] = {}  # account id -> delta, existing accounts
         self.last_sequence = 0
@@ -464,7 +475,8 @@ def _plan(entries: Sequence[LedgerEntry], accounts: _Accounts) -> PreparedBatch:
     plan = PreparedBatch()
     ids, kinds, committed = accounts.ids, accounts.kinds, accounts.balances
     balances = dict(committed)  # a working copy: cheaper than tracking what was touched
-    new_accounts, values, trade_values = plan.new_accounts, plan.transfer_values, plan.trade_values
+    new_accounts, rows, trade_rows = plan.new_accounts, plan.transfer_rows, plan.trade_rows
+    add_row, add_trade_row = rows.append, trade_rows.append
     next_id = accounts.next_id
     for entry in entries:
         sequence, time_ns, postings = entry.sequence, entry.time_ns, entry.postings
@@ -493,17 +505,17 @@ def _plan(entries: Sequence[LedgerEntry], accounts: _Accounts) -> PreparedBatch:
             balances[debit] = debit_balance
             credit_balance = balances[credit] + amount
             balances[credit] = credit_balance
-            values += (
+            add_row((
                 base | index, sequence, time_ns, posting.code, asset, debit, credit, amount,
                 posting.reference_id, debit_balance, credit_balance,
-            )  # fmt: skip
+            ))  # fmt: skip
         for trade in entry.trades:
-            trade_values += (
+            add_trade_row((
                 trade.trade_id, sequence, time_ns, trade.symbol, trade.price, trade.quantity,
                 trade.notional_vnd, trade.aggressor_side, trade.buyer_id, trade.seller_id,
                 trade.buy_order_id, trade.sell_order_id, trade.buyer_fee_vnd,
                 trade.seller_fee_vnd,
-            )  # fmt: skip
+            ))  # fmt: skip
     accounts.next_id = next_id
     plan.balances = balances
     plan.balance_updates = {
@@ -513,7 +525,9 @@ def _plan(entries: Sequence[LedgerEntry], accounts: _Accounts) -> PreparedBatch:
     }
     _check_balances(plan, accounts)
     for (participant_id, asset, kind), account_id in new_accounts.items():
-        plan.account_values += (account_id, participant_id, asset, str(kind), balances[account_id])
+        plan.account_rows.append(
+            (account_id, participant_id, asset, str(kind), balances[account_id])
+        )
     plan.previous_sequence = entries[0].sequence - 1
     plan.first_sequence = entries[0].sequence
     plan.last_sequence = entries[-1].sequence
@@ -684,50 +698,53 @@ class Ledger:
         )
         if connection.execute(guard).rowcount != 1:
             raise _NotWhereExpected
-        self._insert(connection, accounts_table, batch.account_values)
-        self._insert(connection, transfers_table, batch.transfer_values)
-        self._insert(connection, trades_table, batch.trade_values)
+        self._insert(connection, accounts_table, batch.account_rows)
+        self._insert(connection, transfers_table, batch.transfer_rows)
+        self._insert(connection, trades_table, batch.trade_rows)
         if batch.balance_updates:
             self._update_balances(connection, batch.balance_updates)
 
-    def _insert(self, connection: Connection, table: Table, values: list[Any]) -> None:
-        """Insert rows given flattened (`len(table.columns)` values per row)."""
-        if not values:
+    def _insert(self, connection: Connection, table: Table, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
             return
-        width = len(table.columns)
         names = ", ".join(column.name for column in table.columns)
         if self.is_postgresql:  # binary COPY: several times faster than any INSERT
-            raw = connection.connection.driver_connection
-            assert raw is not None
             sql = f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)"
-            with raw.cursor() as cursor, cursor.copy(sql) as copy:
+            with _driver_cursor(connection) as cursor, cursor.copy(sql) as copy:
                 copy.set_types(_COPY_TYPES[table.name])
-                for start in range(0, len(values), width):
-                    copy.write_row(values[start : start + width])
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
             return
         # One statement per chunk of rows, not `executemany`: the driver would release and
         # re-take the GIL around every row, and each re-take can wait a whole switch interval
-        # while the exchange's own thread is busy.
+        # while another thread is busy.
+        width = len(table.columns)
         row_marks = "(" + ", ".join("?" for _ in table.columns) + ")"
         rows_per_statement = _SQLITE_MAX_VARIABLES // width
-        for start in range(0, len(values), rows_per_statement * width):
-            chunk = tuple(values[start : start + rows_per_statement * width])
-            marks = ", ".join(itertools.repeat(row_marks, len(chunk) // width))
-            connection.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES {marks}", chunk)
+        with _driver_cursor(connection) as cursor:
+            for start in range(0, len(rows), rows_per_statement):
+                chunk = rows[start : start + rows_per_statement]
+                marks = ", ".join(itertools.repeat(row_marks, len(chunk)))
+                values = tuple(itertools.chain.from_iterable(chunk))
+                cursor.execute(f"INSERT INTO {table.name} ({names}) VALUES {marks}", values)
 
     def _update_balances(self, connection: Connection, updates: dict[int, int]) -> None:
-        """Every touched account once, by its delta for the batch, in one statement per chunk
-        (the same GIL reason as inserts: no `executemany`)."""
-        items = sorted(updates.items())
-        for start in range(0, len(items), _MAX_UPDATES_PER_STATEMENT):
-            chunk = dict(items[start : start + _MAX_UPDATES_PER_STATEMENT])
-            a = accounts_table.c
-            statement = (
-                update(accounts_table)
-                .where(a.id.in_(list(chunk)))
-                .values(balance=a.balance + case(chunk, value=a.id))
-            )
-            connection.execute(statement)
+        """Every touched account once, by its delta for the batch (in id order, so that two
+        writers never lock accounts in opposite orders)."""
+        ids = sorted(updates)
+        deltas = [updates[account_id] for account_id in ids]
+        with _driver_cursor(connection) as cursor:
+            if self.is_postgresql:  # one statement whatever the number of accounts
+                cursor.execute(_PG_UPDATE_BALANCES, (ids, deltas))
+                return
+            for start in range(0, len(ids), _MAX_UPDATES_PER_STATEMENT):
+                chunk = ids[start : start + _MAX_UPDATES_PER_STATEMENT]
+                pairs = ", ".join(itertools.repeat("(?, ?)", len(chunk)))
+                values = itertools.chain.from_iterable(
+                    zip(chunk, deltas[start : start + len(chunk)], strict=True)
+                )
+                cursor.execute(_SQLITE_UPDATE_BALANCES.format(pairs=pairs), tuple(values))
 
     # ------------------------------------------------------------------ reading
 
@@ -995,6 +1012,17 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN")
+
+
+@contextlib.contextmanager
+def _driver_cursor(connection: Connection) -> Iterator[Any]:
+    """A cursor of the driver's own connection, inside the connection's transaction: bulk
+    writes skip SQLAlchemy's per-statement work."""
+    cursor = connection.connection.cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
 
 
 def _new_entries(entries: Sequence[LedgerEntry], last_applied: int) -> Sequence[LedgerEntry]:
