@@ -4,6 +4,10 @@ One account per participant and asset: `VND` for cash and one goods asset per in
 lots held in the exchange's custody, named by the instrument's symbol). Every movement between
 accounts conserves the total of each asset, so for every asset the sum over all accounts equals
 deposits minus withdrawals; nothing is ever negative. Deterministic: no clock, no I/O.
+
+With shards, each shard's accounts hold that shard's allocation of every participant's cash.
+Cash transferred out to another shard counts here as withdrawn and cash transferred in as
+deposited, so each shard's accounts conserve on their own.
 """
 
 from __future__ import annotations
@@ -96,6 +100,14 @@ class Accounts:
             raise InsufficientFunds(f"withdraw {amount} {asset} from {participant_id}")
         balance.available -= amount
         self._net_deposits[asset] -= amount
+
+    def transfer_out(self, participant_id: int, amount: int) -> None:
+        """Cash leaves this shard's custody for another shard's: like a withdrawal."""
+        self.withdraw(participant_id, CASH, amount)
+
+    def transfer_in(self, participant_id: int, amount: int) -> None:
+        """Cash arrives from another shard's custody: like a deposit."""
+        self.deposit(participant_id, CASH, amount)
 
     def can_reserve(self, participant_id: int, asset: str, amount: int) -> bool:
         return 0 <= amount <= self.available(participant_id, asset)

@@ -28,6 +28,9 @@ class RegisterParticipant(_Command, frozen=True, tag="register_participant"):
     role: Role
     api_key_hash: str
     actor_id: int = 0  # the operator who asked (0: the exchange itself, e.g. at start-up)
+    # 0: the next free id. Else exactly this id: a participant of the home shard registered on
+    # another shard, where they must have the same id.
+    participant_id: int = 0
 
 
 class ListInstrument(_Command, frozen=True, tag="list_instrument"):
@@ -148,6 +151,34 @@ class ReleaseGoods(_Command, frozen=True, tag="release_goods"):
     actor_id: int = 0
 
 
+class ConfigureShard(_Command, frozen=True, tag="configure_shard"):
+    """Name this core's shard; its order and trade ids start at `index * SHARD_ID_SPAN`."""
+
+    index: int
+    name: str
+    actor_id: int = 0
+
+
+class TransferOut(_Command, frozen=True, tag="transfer_out"):
+    """Phase one of moving cash to another shard: `amount` VND leaves available cash here."""
+
+    participant_id: int
+    amount: int
+    transfer_id: str  # the coordinator's key: the same transfer sent again moves nothing
+    to_shard: str
+    actor_id: int = 0
+
+
+class TransferIn(_Command, frozen=True, tag="transfer_in"):
+    """Phase two, once the source shard acknowledged phase one: the cash arrives here."""
+
+    participant_id: int
+    amount: int
+    transfer_id: str
+    from_shard: str
+    actor_id: int = 0
+
+
 Command = (
     RegisterParticipant
     | ListInstrument
@@ -165,6 +196,9 @@ Command = (
     | ExpireCertificate
     | DeliverGoods
     | ReleaseGoods
+    | ConfigureShard
+    | TransferOut
+    | TransferIn
 )
 
 

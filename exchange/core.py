@@ -9,13 +9,19 @@ exactly the same state, which `digest()` proves.
 Order of checks for a new order: participant and role, client order id (a repeat answers with
 the original order), instrument, market status, the book's own rules, then funds: so a
 participant hears about a bad price before hearing about money.
+
+Shards: a core may be one shard of several (`ConfigureShard`), its order and trade ids in a
+range of their own. Each shard holds its own allocation of every participant's cash; cash moves
+between shards only by a two-phase transfer (`TransferOut` here, then `TransferIn` there), so it
+is in at most one shard at any moment and can never be spent twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import msgspec
@@ -33,6 +39,8 @@ from exchange.attributes import (
 from exchange.delivery import UNTRACED, Lineage, LineageState, Receipt, Release
 from exchange.events import (
     AuctionUncrossed,
+    CashTransferredIn,
+    CashTransferredOut,
     CertificateExpired,
     CircuitBreakerTripped,
     CommandRejected,
@@ -52,6 +60,8 @@ from exchange.events import (
     ReferencePriceChanged,
     SessionChanged,
     SettlementPublished,
+    ShardConfigured,
+    TransferRepeated,
 )
 from exchange.instruments import Instrument, InstrumentKind, listing_problem
 from exchange.orders import Fill, Liquidity, OrderRecord, OrderStatus
@@ -96,6 +106,16 @@ MAX_REASON_LENGTH = 200
 MAX_DELIVERY_TEXT = 64
 MAX_HEAD_COUNT = 1_000_000
 MAX_HEAD_WEIGHT_KG = 1_000
+MAX_PARTICIPANT_ID = 2**31 - 1
+
+# Shards: one core per shard. Shard i hands out order and trade ids from i * SHARD_ID_SPAN + 1,
+# so an id names its shard (`shard_of`) and a gateway routes by id without asking anyone.
+SHARD_ID_SPAN = 10**12
+MAX_SHARD_INDEX = 999  # the largest id stays below 2**53: exact as a JavaScript number too
+# A shard's name is part of its stream's name and subjects (as `exchange.jetstream.check_shard`).
+SHARD_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+MAX_TRANSFER_ID_LENGTH = 64
+Transfer = CashTransferredOut | CashTransferredIn  # as a shard keeps it: its first answer
 
 BUY = Side.BUY
 MARKET = OrderType.MARKET
@@ -126,6 +146,10 @@ class CoreState(msgspec.Struct, frozen=True):
     trade_windows: dict[str, TradeWindowState] = {}
     settlements: dict[str, list[SettlementPrice]] = {}
     lineage: LineageState | None = None
+    # Added with shards: this core's shard and every cash transfer it made, in journal order.
+    shard: ShardConfigured | None = None
+    transfers_out: list[CashTransferredOut] = []
+    transfers_in: list[CashTransferredIn] = []
 
 
 class Market:
@@ -169,6 +193,11 @@ def _rejected(code: str, message: str) -> list[Event]:
     return [CommandRejected(code, message)]
 
 
+def shard_of(order_or_trade_id: int) -> int:
+    """The index of the shard that handed out an order or trade id."""
+    return order_or_trade_id // SHARD_ID_SPAN
+
+
 class ExchangeCore:
     """All exchange state, changed only by `apply`, one command at a time."""
 
@@ -188,6 +217,10 @@ class ExchangeCore:
         self.fills_by_participant: dict[int, list[tuple[int, int]]] = {}
         self.settlements: dict[str, list[SettlementPrice]] = {}
         self.lineage = Lineage()
+        self.shard: ShardConfigured | None = None  # None: not configured (shard 0's ids)
+        self.transfers_out: dict[str, CashTransferredOut] = {}  # by transfer id
+        self.transfers_in: dict[str, CashTransferredIn] = {}
+        self._next_participant_id = 1  # above every id taken: ids may be given explicitly
         self._tripped: Market | None = None  # a circuit breaker tripped by the command at hand
         self.last_sequence = 0
         self.last_time_ns = 0
@@ -208,6 +241,9 @@ class ExchangeCore:
             c.ExpireCertificate: self._expire_certificate,
             c.DeliverGoods: self._deliver_goods,
             c.ReleaseGoods: self._release_goods,
+            c.ConfigureShard: self._configure_shard,
+            c.TransferOut: self._transfer_out,
+            c.TransferIn: self._transfer_in,
         }
 
     # ------------------------------------------------------------------ the one entry point
@@ -226,12 +262,21 @@ class ExchangeCore:
         name = command.name.strip()
         if not name or len(name) > MAX_NAME_LENGTH:
             return _rejected("INVALID_REQUEST", f"name must be 1-{MAX_NAME_LENGTH} characters")
+        # 0 asks for the next free id (0 itself is the exchange's own fee account).
+        participant_id = command.participant_id or self._next_participant_id
+        if not 0 < participant_id <= MAX_PARTICIPANT_ID:
+            return _rejected(
+                "INVALID_PARTICIPANT_ID",
+                f"participant_id must be 1..{MAX_PARTICIPANT_ID}, or 0 for the next free id",
+            )
+        if participant_id in self.participants:
+            return _rejected("PARTICIPANT_ID_TAKEN", f"participant {participant_id} exists already")
         if len(command.api_key_hash) != 64 or command.api_key_hash in self.participant_by_key_hash:
             return _rejected("INVALID_REQUEST", "the API key hash is malformed or already in use")
-        participant_id = len(self.participants) + 1  # 0 is the exchange's own fee account
         participant = Participant(participant_id, name, command.role, command.api_key_hash)
         self.participants[participant_id] = participant
         self.participant_by_key_hash[command.api_key_hash] = participant_id
+        self._next_participant_id = max(self._next_participant_id, participant_id + 1)
         return [ParticipantRegistered(participant_id, name, command.role)]
 
     def _list_instrument(self, command: c.ListInstrument) -> list[Event]:
@@ -287,6 +332,92 @@ class ExchangeCore:
             self.lineage.debit(command.participant_id, command.asset, command.amount)
         available = self.accounts.available(command.participant_id, command.asset)
         return [FundsWithdrawn(command.participant_id, command.asset, command.amount, available)]
+
+    # ------------------------------------------------------------------ shards
+
+    def _configure_shard(self, command: c.ConfigureShard) -> list[Event]:
+        """Once, before the first order: ids handed out before it would lie about their shard."""
+        if self.shard is not None:
+            return _rejected(
+                "SHARD_ALREADY_CONFIGURED", f"this core is shard {self.shard.name!r} already"
+            )
+        if self.engine.last_order_id:
+            return _rejected("SHARD_HAS_ORDERS", "a shard is configured before its first order")
+        if not 0 <= command.index <= MAX_SHARD_INDEX:
+            return _rejected("INVALID_SHARD", f"a shard's index is 0..{MAX_SHARD_INDEX}")
+        if not SHARD_NAME.fullmatch(command.name):
+            return _rejected("INVALID_SHARD", "a shard's name is 1-32 letters, digits, - or _")
+        self.engine.start_ids_after(command.index * SHARD_ID_SPAN)
+        self.shard = ShardConfigured(command.index, command.name)
+        return [self.shard]
+
+    def _transfer_problem(self, command: c.TransferOut | c.TransferIn) -> list[Event] | None:
+        if command.participant_id not in self.participants:
+            return _rejected("UNKNOWN_PARTICIPANT", f"no participant {command.participant_id}")
+        if not 0 < command.amount <= MAX_AMOUNT:
+            return _rejected("INVALID_AMOUNT", f"amount must be 1..{MAX_AMOUNT}")
+        if self.shard is None:
+            return _rejected("INVALID_TRANSFER", "this core is no configured shard: no transfers")
+        if not 0 < len(command.transfer_id) <= MAX_TRANSFER_ID_LENGTH:
+            return _rejected(
+                "INVALID_TRANSFER", f"transfer_id must be 1-{MAX_TRANSFER_ID_LENGTH} characters"
+            )
+        other_shard = _other_shard(command)
+        if other_shard == self.shard.name or not SHARD_NAME.fullmatch(other_shard):
+            return _rejected("INVALID_TRANSFER", f"{other_shard!r} names no other shard")
+        return None
+
+    def _transfer_answered(
+        self, command: c.TransferOut | c.TransferIn, seen: Mapping[str, Transfer]
+    ) -> list[Event] | None:
+        """The answer of a transfer that moves nothing: refused, or a retry of one made before
+        (its first answer again, so a coordinator that lost an answer can safely send it again).
+        """
+        problem = self._transfer_problem(command)
+        if problem is not None:
+            return problem
+        original = seen.get(command.transfer_id)
+        if original is None:
+            return None
+        made = (original.participant_id, original.amount, _other_shard(original))
+        if made != (command.participant_id, command.amount, _other_shard(command)):
+            return _rejected(
+                "DUPLICATE_TRANSFER",
+                f"transfer {command.transfer_id!r} was made already, with other details",
+            )
+        return [TransferRepeated(original)]
+
+    def _transfer_out(self, command: c.TransferOut) -> list[Event]:
+        """Phase one: the cash leaves available (never reserved) funds, as a withdrawal would."""
+        answer = self._transfer_answered(command, self.transfers_out)
+        if answer is not None:
+            return answer
+        participant_id, amount = command.participant_id, command.amount
+        if not self.accounts.can_withdraw(participant_id, CASH, amount):
+            return _rejected(
+                "INSUFFICIENT_FUNDS", "a transfer cannot exceed the VND available (not reserved)"
+            )
+        self.accounts.transfer_out(participant_id, amount)
+        available = self.accounts.available(participant_id, CASH)
+        event = CashTransferredOut(
+            participant_id, amount, command.transfer_id, command.to_shard, available
+        )
+        self.transfers_out[command.transfer_id] = event
+        return [event]
+
+    def _transfer_in(self, command: c.TransferIn) -> list[Event]:
+        """Phase two: the coordinator sends it only once the source acknowledged phase one."""
+        answer = self._transfer_answered(command, self.transfers_in)
+        if answer is not None:
+            return answer
+        participant_id, amount = command.participant_id, command.amount
+        self.accounts.transfer_in(participant_id, amount)
+        available = self.accounts.available(participant_id, CASH)
+        event = CashTransferredIn(
+            participant_id, amount, command.transfer_id, command.from_shard, available
+        )
+        self.transfers_in[command.transfer_id] = event
+        return [event]
 
     # ------------------------------------------------------------------ markets
 
@@ -950,6 +1081,11 @@ class ExchangeCore:
 
     # ------------------------------------------------------------------ queries
 
+    @property
+    def next_participant_id(self) -> int:
+        """The id the next participant registered without one gets (ids may have gaps)."""
+        return self._next_participant_id
+
     def indicative_price(self, symbol: str) -> AuctionPrice | None:
         """In a call phase: the price and volume the auction would have now (else None)."""
         market = self.markets[symbol]
@@ -997,6 +1133,16 @@ class ExchangeCore:
                 total = balance.available + balance.reserved
                 held = self.lineage.held(balance.participant_id, balance.asset)
                 assert held == total, (balance, held)
+        self._check_transfers()
+
+    def _check_transfers(self) -> None:
+        """Transfers need a configured shard, and each names another shard and moved cash."""
+        transfers: list[Transfer] = [*self.transfers_out.values(), *self.transfers_in.values()]
+        assert self.shard is not None or not transfers, transfers
+        for transfer in transfers:
+            assert self.shard is not None and _other_shard(transfer) != self.shard.name
+            assert 0 < transfer.amount <= MAX_AMOUNT, transfer
+            assert transfer.participant_id in self.participants, transfer
 
     def state(self) -> CoreState:
         return CoreState(
@@ -1013,6 +1159,9 @@ class ExchangeCore:
             {s: m.window.state() for s, m in sorted(self.markets.items())},
             {s: list(h) for s, h in sorted(self.settlements.items())},
             self.lineage.state(),
+            self.shard,
+            list(self.transfers_out.values()),
+            list(self.transfers_in.values()),
         )
 
     @classmethod
@@ -1026,6 +1175,10 @@ class ExchangeCore:
         for participant in state.participants:
             core.participants[participant.participant_id] = participant
             core.participant_by_key_hash[participant.api_key_hash] = participant.participant_id
+        core._next_participant_id = max(core.participants, default=0) + 1
+        core.shard = state.shard
+        core.transfers_out = {t.transfer_id: t for t in state.transfers_out}
+        core.transfers_in = {t.transfer_id: t for t in state.transfers_in}
         core.instruments = {i.symbol: i for i in state.instruments}
         for instrument in state.instruments:
             book = core.engine.book(instrument.symbol)
@@ -1076,6 +1229,13 @@ def _untraced_lineage(accounts: AccountsState) -> Lineage:
     return lineage
 
 
+def _other_shard(transfer: Transfer | c.TransferOut | c.TransferIn) -> str:
+    """The shard at the other end of a transfer: where the cash goes, or where it comes from."""
+    if isinstance(transfer, CashTransferredOut | c.TransferOut):
+        return transfer.to_shard
+    return transfer.from_shard
+
+
 def certificate_halt_reason(market: Market) -> str:
     expired_on = market.instrument.attributes.get("certificate_expires_on")
     return f"the OCOP certificate of {market.symbol} expired on {expired_on}"
@@ -1087,4 +1247,12 @@ def _short_of(side: Side, symbol: str) -> str:
     return f"not enough {symbol} lots available in custody to sell"
 
 
-__all__ = ["CoreState", "ExchangeCore", "cash_to_hold", "certificate_halt_reason"]
+__all__ = [
+    "SHARD_ID_SPAN",
+    "CoreState",
+    "ExchangeCore",
+    "Transfer",
+    "cash_to_hold",
+    "certificate_halt_reason",
+    "shard_of",
+]

@@ -169,6 +169,42 @@ class GoodsReleased(_Event, frozen=True):
     available: int
 
 
+class ShardConfigured(_Event, frozen=True):
+    """This core is shard `name`; its order and trade ids start at `index * SHARD_ID_SPAN`."""
+
+    index: int
+    name: str
+
+
+class CashTransferredOut(_Event, frozen=True):
+    """Phase one of a transfer: `amount` VND left this shard, in transit to `to_shard`."""
+
+    participant_id: int
+    amount: int
+    transfer_id: str
+    to_shard: str
+    available: int  # the participant's VND available here after it
+
+
+class CashTransferredIn(_Event, frozen=True):
+    """Phase two of a transfer: `amount` VND arrived here from `from_shard`."""
+
+    participant_id: int
+    amount: int
+    transfer_id: str
+    from_shard: str
+    available: int  # the participant's VND available here after it
+
+
+class TransferRepeated(_Event, frozen=True):
+    """The same transfer was sent again (a coordinator's retry): nothing moved this time.
+
+    `original` is the answer the first one had. A separate event, so that no projection
+    books the same transfer twice."""
+
+    original: CashTransferredOut | CashTransferredIn
+
+
 Event = (
     CommandRejected
     | ParticipantRegistered
@@ -199,6 +235,10 @@ Event = (
     | CertificateExpired
     | GoodsDelivered
     | GoodsReleased
+    | ShardConfigured
+    | CashTransferredOut
+    | CashTransferredIn
+    | TransferRepeated
 )
 
 __all__ = [
@@ -206,6 +246,8 @@ __all__ = [
     "AuctionUncrossed",
     "BookLevelChanged",
     "CancelRejected",
+    "CashTransferredIn",
+    "CashTransferredOut",
     "CertificateExpired",
     "CircuitBreakerTripped",
     "CommandRejected",
@@ -231,5 +273,7 @@ __all__ = [
     "SessionChanged",
     "Settlement",
     "SettlementPublished",
+    "ShardConfigured",
     "Trade",
+    "TransferRepeated",
 ]

@@ -67,6 +67,17 @@ class MatchingEngine:
     def last_trade_id(self) -> int:
         return self._ids.last_trade_id
 
+    def start_ids_after(self, last_id: int) -> None:
+        """Hand out order and trade ids above `last_id` from now on (a shard's own id range).
+
+        Only while no id was used yet, so ids still strictly increase and none is handed out twice.
+        """
+        ids = self._ids
+        assert last_id >= 0, last_id
+        assert ids.last_order_id == 0 and ids.last_trade_id == 0, (ids.last_order_id, last_id)
+        ids.last_order_id = last_id
+        ids.last_trade_id = last_id
+
     # ------------------------------------------------------------------ commands
 
     def place(self, symbol: str, request: OrderRequest) -> list[EngineEvent]:
