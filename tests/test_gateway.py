@@ -32,6 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from api.nats_bridge import HttpRequest, HttpResponse, run_asgi, serve_api
+from benchmarks.cluster import delete_stream
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -167,19 +168,7 @@ def cluster(nats_url: str, tmp_path: Path) -> Iterator[Cluster]:
         yield running
     finally:
         running.stop()
-        asyncio.run(_delete_stream(nats_url, shard))
-
-
-async def _delete_stream(nats_url: str, shard: str) -> None:
-    import nats
-    from nats.js.errors import NotFoundError
-
-    nc = await nats.connect(nats_url)
-    try:
-        with contextlib.suppress(NotFoundError):
-            await nc.jetstream().delete_stream(f"HOGX_{shard}")
-    finally:
-        await nc.close()
+        asyncio.run(delete_stream(nats_url, shard))
 
 
 # ---------------------------------------------------------------------- the market
