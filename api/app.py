@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 from fastapi import FastAPI
+from nats.aio.subscription import Subscription
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,6 +28,7 @@ from api import routes_admin, routes_audit, routes_market, routes_trading, route
 from api.auth import RateLimiter, hash_key
 from api.errors import error_response, install_error_handlers
 from api.fastpath import OrderEntryFastPath
+from api.nats_bridge import ServedApi, serve_api
 from api.routes_rules import router as rules_router
 from api.routes_surveillance import router as surveillance_router
 from api.schemas import MAX_BODY_BYTES, HealthOut
@@ -34,9 +36,11 @@ from api.ws import flush_forever
 from clearing.ledger import Ledger, default_database_url
 from exchange import commands as c
 from exchange.cluster import ClusterConfig
+from exchange.command_service import serve_commands, stop_serving
 from exchange.demo import demo_participants, order_flow, setup_commands
 from exchange.feed import FeedHub
 from exchange.heads import DailyHeads, publish_forever
+from exchange.jetstream import api_subject
 from exchange.ledger_process import LedgerProcess
 from exchange.participants import Role
 from exchange.scheduler import Scheduler
@@ -146,6 +150,8 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.cluster is not None and not exchange.leading.is_set():
             say(f"hogx: standing by for shard {settings.cluster.shard} (following its stream)")
         leader_tasks: list[asyncio.Task[None]] = []
+        subscriptions: list[Subscription] = []
+        bridges: list[ServedApi] = []
 
         async def on_leading() -> None:
             """What only the writer does: commands of its own, and the timetable's."""
@@ -156,6 +162,10 @@ def create_app(settings: Settings) -> FastAPI:
                 await _ensure_demo(exchange, settings.data_dir, say)
             # Timetables, cool-offs and certificate expiry become journaled commands here.
             leader_tasks.append(asyncio.create_task(Scheduler(exchange).run_forever()))
+            link = exchange.cluster_link
+            if link is not None:  # gateways reach the leader, and only the leader, over NATS
+                bridges.append(await serve_api(link.nc, api_subject(link.shard), app))
+                subscriptions.append(await serve_commands(link.nc, link.shard, exchange))
 
         await exchange.on_leading(on_leading)  # at once when embedded; on takeover otherwise
         gc.collect()
@@ -169,6 +179,10 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            for bridge in bridges:
+                await bridge.stop()  # before the exchange stops: requests in flight get answers
+            for subscription in subscriptions:
+                await stop_serving(subscription)
             for task in leader_tasks:
                 task.cancel()
             flusher.cancel()

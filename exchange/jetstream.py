@@ -47,7 +47,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import APIError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from exchange.journal import GENESIS_HASH, JournalRecord, _encode_batch, _parse_records
@@ -418,7 +418,9 @@ class Lease:
         started = time.monotonic()
         try:
             self._revision = await self._kv.create(self._key, self._holder)
-        except KeyWrongLastSequenceError:
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            # KeyNotFoundError: the client looks the key up after a refused create, and the
+            # holder's entry may expire in between; either way it was not ours this time.
             return False
         self._renewed_at = started
         return True

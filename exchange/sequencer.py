@@ -225,6 +225,11 @@ class Exchange:
         self._io.shutdown(wait=True)
 
     @property
+    def cluster_link(self) -> ClusterLink | None:
+        """This node's connection to its cluster (None when embedded)."""
+        return self._link
+
+    @property
     def accepting(self) -> bool:
         return self._accepting
 

@@ -142,7 +142,7 @@ def test_a_session_replays_to_the_same_digest_from_the_stream_a_snapshot_or_a_re
         await again.stop(snapshot=False)
 
         snapshots = snapshots_newest_first(tmp_path / "a")
-        assert len(snapshots) >= 3
+        assert len(snapshots) >= 2  # at least one written in the background, one at stop
         for snapshot in snapshots:  # each snapshot alone, the rest from the stream
             data_dir = tmp_path / f"from-{snapshot.name}"
             (data_dir / snapshot.parent.name).mkdir(parents=True)

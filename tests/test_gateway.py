@@ -45,32 +45,6 @@ MAX_BODY_BYTES = 64 * 1024
 
 _shard_numbers = itertools.count(1)
 
-# Until `hogx serve --nats-url` answers on NATS itself: the engine node `serve` starts, with
-# the bridge added once it leads, as `serve` will.
-ENGINE_SCRIPT = """
-import asyncio, os, sys
-from pathlib import Path
-import nats, uvicorn
-from api.app import Settings, create_app
-from api.nats_bridge import serve_api
-from exchange.cluster import ClusterConfig
-from exchange.jetstream import api_subject
-
-async def main(port, data_dir, url, shard):
-    settings = Settings(data_dir=Path(data_dir), operator_key=os.environ["HOGX_OPERATOR_KEY"],
-                        quiet=True, cluster=ClusterConfig(url, shard))
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    nc = await nats.connect(url)
-    await serve_api(nc, api_subject(shard), app)
-    await serving
-
-asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]))
-"""
-
 
 # ---------------------------------------------------------------------- processes
 
@@ -132,8 +106,9 @@ class Cluster:
     gateways: tuple[Process, ...] = ()
 
     def start_engine(self) -> Process:
-        command = [sys.executable, "-c", ENGINE_SCRIPT, "{port}", str(self.directory / "engine"),
-                   self.nats_url, self.shard]  # fmt: skip
+        command = [sys.executable, "-m", "exchange.cli", "serve", "--port", "{port}",
+                   "--data-dir", str(self.directory / "engine"), "--nats-url", self.nats_url,
+                   "--shard", self.shard]  # fmt: skip
         self.engine = spawn(
             command, self.directory / "engine.log", {"HOGX_OPERATOR_KEY": self.operator_key}
         )
