@@ -38,6 +38,7 @@ from exchange import commands as c
 from exchange.cluster import ClusterConfig
 from exchange.command_service import serve_commands, stop_serving
 from exchange.demo import demo_participants, order_flow, setup_commands
+from exchange.events import CommandRejected
 from exchange.feed import FeedHub
 from exchange.heads import DailyHeads, publish_forever
 from exchange.jetstream import api_subject
@@ -155,6 +156,8 @@ def create_app(settings: Settings) -> FastAPI:
 
         async def on_leading() -> None:
             """What only the writer does: commands of its own, and the timetable's."""
+            if settings.cluster is not None:
+                await _ensure_shard(exchange, settings.cluster, say)
             if settings.operator_key:
                 await _ensure_operator(exchange, settings.operator_key)
             await _ensure_surveillance(exchange, settings.surveillance)
@@ -238,6 +241,24 @@ async def _ensure_operator(exchange: Exchange, api_key: str) -> None:
     await exchange.submit(c.RegisterParticipant("operator", Role.OPERATOR, hash_key(api_key)))
 
 
+async def _ensure_shard(exchange: Exchange, cluster: ClusterConfig, say: Any) -> None:
+    """A cluster's shard names itself in its journal before its first order, so its order and
+    trade ids carry its index (gateways route by them)."""
+    shard = exchange.core.shard
+    if shard is not None:
+        if (shard.index, shard.name) != (cluster.shard_index, cluster.shard):
+            say(
+                f"hogx: this journal is shard {shard.name!r} (index {shard.index}); started "
+                f"as {cluster.shard!r} (index {cluster.shard_index}): the journal's holds"
+            )
+        return
+    result = await exchange.submit(c.ConfigureShard(cluster.shard_index, cluster.shard))
+    rejected = [e for e in result.events if isinstance(e, CommandRejected)]
+    if rejected and cluster.shard_index != 0:  # index 0 ids need no configuration
+        say(f"hogx: shard {cluster.shard} could not take index {cluster.shard_index}: "
+            f"{rejected[0].message}")  # fmt: skip
+
+
 async def _ensure_surveillance(exchange: Exchange, config: SurveillanceConfig) -> None:
     """The thresholds in force are the ones the server started with: journaled when they change,
     so a replay applies them from the same sequence."""
@@ -257,7 +278,7 @@ async def _ensure_demo(exchange: Exchange, data_dir: Path, say: Any) -> None:
         return
     else:
         cast = demo_participants()
-        first_id = len(exchange.core.participants) + 1
+        first_id = exchange.core.next_participant_id
         for command in setup_commands(cast, first_id):
             await exchange.submit(command)
         await Scheduler(exchange).catch_up()  # timetabled markets open before the order flow

@@ -30,6 +30,8 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlencode
 
 import msgspec
 import nats
@@ -43,11 +45,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import ws
 from api.app import BodyLimit
+from api.auth import hash_key
 from api.errors import error_response
 from api.nats_bridge import HttpRequest, decode_response, encode
-from exchange.commands import decode_command
+from api.shard_router import FanOutList, Forward, MergeAccount, RegisterEverywhere, ShardMap
+from api.shard_router import decode_cursor as decode_shard_cursor
+from api.shard_router import encode_cursor as encode_shard_cursor
+from api.transfers import TransferCoordinator
+from exchange import commands as c
+from exchange.cluster import DEFAULT_SHARD, servers
+from exchange.command_service import ShardUnavailable, submit_to_shard
+from exchange.commands import Command, decode_command
 from exchange.core import ExchangeCore
-from exchange.feed import FeedHub
+from exchange.feed import FeedHub, Sink
 from exchange.jetstream import (
     StreamCorruptError,
     StreamMismatchError,
@@ -57,6 +67,7 @@ from exchange.jetstream import (
 )
 from exchange.journal import GENESIS_HASH, JournalRecord
 from exchange.marketdata import MarketData
+from exchange.participants import Participant, Role
 from exchange.sequencer import CommandResult
 
 REQUEST_TIMEOUT_S = 5.0  # an order waits for one journal batch; far longer means trouble
@@ -70,8 +81,9 @@ HOP_BY_HOP = frozenset(
 
 
 class GatewaySettings(msgspec.Struct, frozen=True):
-    nats_url: str
-    shard: str
+    nats_url: str  # one URL, or several separated by commas
+    shards: tuple[str, ...] = (DEFAULT_SHARD,)  # in shard-index order; the first is home
+    assign: tuple[tuple[str, str], ...] = ()  # (symbol pattern, shard): where instruments live
     request_timeout_s: float = REQUEST_TIMEOUT_S
     feed_window_s: float = FEED_WINDOW_S
     quiet: bool = False
@@ -108,17 +120,91 @@ class Replica:
         return results
 
 
-class Gateway:
-    """The gateway's one connection to NATS, and the forwarding of requests over it."""
+class ShardFeed:
+    """One shard as a gateway sees it: its replica, its feed hub, and whether it follows."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
-        self.settings = settings
-        self.subject = api_subject(settings.shard)
-        self.nc: NATS | None = None
+    def __init__(self, shard: str) -> None:
+        self.shard = shard
         self.replica = Replica()
         self.hub = FeedHub(lambda: self.replica.core, lambda: self.replica.market_data)
         self.caught_up = False  # the replica reached the stream's end and follows it
         self.broken: str | None = None  # why the replica can no longer follow (a new history)
+
+    @property
+    def unhealthy(self) -> str | None:
+        if self.broken is not None:
+            return f"the replica of shard {self.shard} stopped: {self.broken}"
+        if not self.caught_up:
+            return f"the replica of shard {self.shard} is catching up with its journal"
+        return None
+
+    async def follow(self, nc: NATS) -> None:
+        js = nc.jetstream()
+        replica, hub = self.replica, self.hub
+        end = (await stream_end(js, self.shard)).last_sequence
+        self.caught_up = replica.last_sequence >= end
+        async for records in follow(js, self.shard, replica.last_sequence, replica.journal_hash):
+            hub.on_results(replica.apply(records))
+            try:  # one stream message, one flush: the same frames on every gateway
+                hub.flush()
+            except Exception as error:  # a feed bug must not stop the replica
+                print(f"hogx gateway: feed flush failed: {error!r}", file=sys.stderr)
+            if replica.last_sequence >= end:
+                self.caught_up = True
+
+
+class ShardedHub:
+    """The feeds of several shards behind one `/v1/ws`: a symbol's frames come from the hub of
+    the shard that lists it. Control frames (heartbeats, errors) carry the home shard's
+    sequence; every data frame carries the sequence of its own shard."""
+
+    def __init__(self, feeds: list[ShardFeed]) -> None:
+        self._feeds = feeds
+
+    @property
+    def core(self) -> ExchangeCore:
+        return self._feeds[0].replica.core
+
+    def subscribe(
+        self, sink: Sink, channel: str, symbol: str, depth: int | None = None, interval: str = "1m"
+    ) -> str | None:
+        for feed in self._feeds:
+            if feed.replica.core.engine.book(symbol) is not None:
+                return feed.hub.subscribe(sink, channel, symbol, depth, interval)
+        return self._feeds[0].hub.subscribe(sink, channel, symbol, depth, interval)  # refused
+
+    def unsubscribe(
+        self, sink: Sink, channel: str, symbol: str, interval: str | None = None
+    ) -> None:
+        for feed in self._feeds:
+            feed.hub.unsubscribe(sink, channel, symbol, interval)
+
+    def drop(self, sink: Sink) -> None:
+        for feed in self._feeds:
+            feed.hub.drop(sink)
+
+    def flush(self) -> None:
+        for feed in self._feeds:
+            feed.hub.flush()
+
+    def subscriber_count(self) -> int:
+        """Connections per shard, added up (one on two shards' symbols counts twice)."""
+        return sum(feed.hub.subscriber_count() for feed in self._feeds)
+
+
+class Gateway:
+    """The gateway's one connection to NATS, its shards, and the forwarding of requests."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.shard_map = ShardMap(settings.shards, settings.assign)
+        self.nc: NATS | None = None
+        self.feeds = {shard: ShardFeed(shard) for shard in settings.shards}
+        home = self.feeds[self.shard_map.home]
+        self.hub: FeedHub | ShardedHub = (
+            ShardedHub(list(self.feeds.values())) if self.shard_map.sharded else home.hub
+        )
+        self.transfers = TransferCoordinator(self)
 
     @property
     def connected(self) -> bool:
@@ -129,51 +215,49 @@ class Gateway:
         """None when healthy, else why not."""
         if not self.connected:
             return "the gateway is not connected to NATS"
-        if self.broken is not None:
-            return f"the feed's replica stopped: {self.broken}"
-        if not self.caught_up:
-            return "the feed's replica is catching up with the journal"
+        for feed in self.feeds.values():
+            if feed.unhealthy is not None:
+                return feed.unhealthy
         return None
 
+    def replica(self, shard: str) -> Replica:
+        return self.feeds[shard].replica
+
     async def run(self) -> None:
-        """Connect, then keep the replica following the stream until cancelled."""
+        """Connect, then keep every shard's replica following its stream until cancelled."""
         nc = await self.connect()
+        tasks = [asyncio.create_task(self._keep_following(nc, f)) for f in self.feeds.values()]
+        if self.shard_map.sharded:
+            tasks.append(asyncio.create_task(self.transfers.sweep_forever()))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _keep_following(self, nc: NATS, feed: ShardFeed) -> None:
         last_error = ""
-        while self.broken is None:
+        while feed.broken is None:
             try:
-                await self._follow(nc)
+                await feed.follow(nc)
             except (StreamCorruptError, StreamMismatchError) as error:
                 # Not this gateway's to repair: restarted, it rebuilds from the stream.
-                self.broken = str(error)
-                self._say(f"hogx gateway: the replica stopped following: {error}")
+                feed.broken = str(error)
+                self._say(f"hogx gateway: the replica of {feed.shard} stopped following: {error}")
             except Exception as error:  # the stream is missing yet, NATS is away: try again
-                self.caught_up = False
+                feed.caught_up = False
                 if repr(error) != last_error:  # say it once, not twice a second
-                    self._say(f"hogx gateway: following shard {self.settings.shard}: {error!r}")
+                    self._say(f"hogx gateway: following shard {feed.shard}: {error!r}")
                 last_error = repr(error)
                 await asyncio.sleep(FOLLOW_RETRY_S)
-
-    async def _follow(self, nc: NATS) -> None:
-        js = nc.jetstream()
-        replica, hub, shard = self.replica, self.hub, self.settings.shard
-        end = (await stream_end(js, shard)).last_sequence
-        self.caught_up = replica.last_sequence >= end
-        async for records in follow(js, shard, replica.last_sequence, replica.journal_hash):
-            hub.on_results(replica.apply(records))
-            try:  # one stream message, one flush: the same frames on every gateway
-                hub.flush()
-            except Exception as error:  # a feed bug must not stop the replica
-                self._say(f"hogx gateway: feed flush failed: {error!r}")
-            if replica.last_sequence >= end:
-                self.caught_up = True
 
     async def connect(self) -> NATS:
         """Connect to NATS, trying again until it answers (a gateway may start before it)."""
         while True:
             try:
                 nc = await nats.connect(
-                    self.settings.nats_url,
-                    name=f"hogx-gateway-{self.settings.shard}",
+                    servers(self.settings.nats_url),
+                    name="hogx-gateway",
                     connect_timeout=2,
                     reconnect_time_wait=RECONNECT_WAIT_S,
                     max_reconnect_attempts=-1,  # once connected, never give up on NATS
@@ -193,7 +277,7 @@ class Gateway:
                 await nc.close()
 
     async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI app: the request, read whole (`BodyLimit` did), to the engine and back."""
+        """ASGI app: the request, read whole (`BodyLimit` did), to its shard(s) and back."""
         message = await receive()
         request = HttpRequest(
             scope["method"],
@@ -203,23 +287,36 @@ class Gateway:
             bytes(message.get("body", b"")),
             (scope.get("client") or (None,))[0],
         )
-        status, headers, body = await self._ask(request)
+        route = self.shard_map.route(request.method, request.path, request.query_string,
+                                     request.body)  # fmt: skip
+        if isinstance(route, Forward):
+            await self._ensure_participant(route.shard, request)
+            status, headers, body = await self.ask(route.shard, request)
+        elif isinstance(route, FanOutList):
+            status, headers, body = await self._fan_out_list(request)
+        elif isinstance(route, MergeAccount):
+            status, headers, body = await self._merged_account(request)
+        elif isinstance(route, RegisterEverywhere):
+            status, headers, body = await self._register_everywhere(request)
+        else:
+            status, headers, body = await self.transfers.handle(request)
         if not any(name.lower() == b"content-length" for name, _ in headers):
             headers = [*headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _ask(self, request: HttpRequest) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def ask(self, shard: str, request: HttpRequest) -> Answer:
+        """The answer of `shard`'s leader to `request`, or 503 when none answers."""
         nc = self.nc
         timeout_s = self.settings.request_timeout_s
         try:
             if nc is None or not nc.is_connected:
                 raise _Unavailable("the gateway is not connected to NATS")
-            reply = await nc.request(self.subject, encode(request), timeout=timeout_s)
+            reply = await nc.request(api_subject(shard), encode(request), timeout=timeout_s)
             answer = decode_response(reply.data)
             return answer.status, answer.headers, answer.body
         except NoRespondersError:
-            why = f"no engine is serving shard {self.settings.shard!r} right now"
+            why = f"no engine is serving shard {shard!r} right now"
         except TimeoutError:  # nats.errors.TimeoutError is one
             why = f"the engine did not answer within {timeout_s:g} s"
         except (_Unavailable, NatsError, msgspec.DecodeError) as error:
@@ -228,8 +325,117 @@ class Gateway:
             f"{why}; retry shortly (an order retried with the same client_order_id is "
             "never placed twice)"
         )
-        response = error_response(503, "ENGINE_UNAVAILABLE", message, {"Retry-After": "1"})
-        return 503, list(response.raw_headers), bytes(response.body)
+        return _error(503, "ENGINE_UNAVAILABLE", message, {"Retry-After": "1"})
+
+    async def submit(self, shard: str, command: Command) -> CommandResult:
+        """A typed command to `shard`'s leader (raises `ShardUnavailable` when none answers)."""
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            raise ShardUnavailable("the gateway is not connected to NATS")
+        return await submit_to_shard(nc, shard, command, self.settings.request_timeout_s)
+
+    # ------------------------------------------------------------------ more than one shard
+
+    def caller(self, request: HttpRequest) -> Participant | None:
+        """The participant whose key the request carries, as the home shard knows them."""
+        key = bearer_key(request.headers)
+        if key is None:
+            return None
+        core = self.replica(self.shard_map.home).core
+        participant_id = core.participant_by_key_hash.get(hash_key(key))
+        return None if participant_id is None else core.participants[participant_id]
+
+    async def _ensure_participant(self, shard: str, request: HttpRequest) -> None:
+        """A participant of the home shard exists on `shard` too, with the same id and key
+        (registration copies them to every shard; this catches up one that was missed)."""
+        if shard == self.shard_map.home:
+            return
+        participant = self.caller(request)
+        if (
+            participant is None
+            or participant.participant_id in self.replica(shard).core.participants
+        ):
+            return
+        await self._copy_participant(shard, participant)
+
+    async def _copy_participant(self, shard: str, participant: Participant) -> None:
+        command = c.RegisterParticipant(
+            participant.name,
+            participant.role,
+            participant.api_key_hash,
+            participant_id=participant.participant_id,
+        )
+        with contextlib.suppress(ShardUnavailable):  # the request itself will say so
+            await self.submit(shard, command)  # PARTICIPANT_ID_TAKEN: someone else copied it
+
+    async def _register_everywhere(self, request: HttpRequest) -> Answer:
+        status, headers, body = await self.ask(self.shard_map.home, request)
+        if status != 201:
+            return status, headers, body
+        created = msgspec.json.decode(body)
+        participant = Participant(
+            created["participant_id"],
+            created["name"],
+            Role(created["role"]),
+            hash_key(created["api_key"]),
+        )
+        for shard in self.shard_map.shards[1:]:
+            await self._copy_participant(shard, participant)
+        return status, headers, body
+
+    async def _fan_out_list(self, request: HttpRequest) -> Answer:
+        """Each shard's list in turn: the gateway's cursor says which shard, and where in it."""
+        query = parse_qs(request.query_string.decode("latin-1"), keep_blank_values=True)
+        try:
+            position, shard_cursor = decode_shard_cursor(_first(query, "cursor")) or (0, None)
+        except ValueError as error:
+            return _error(422, "INVALID_REQUEST", str(error))
+        shards = self.shard_map.shards
+        if position >= len(shards):
+            return _error(422, "INVALID_REQUEST", "cursor is not one this gateway gave out")
+        query.pop("cursor", None)
+        if shard_cursor is not None:
+            query["cursor"] = [shard_cursor]
+        asked = msgspec.structs.replace(request, query_string=urlencode(query, doseq=True).encode())
+        await self._ensure_participant(shards[position], request)
+        status, headers, body = await self.ask(shards[position], asked)
+        if status != 200:
+            return status, headers, body
+        page = msgspec.json.decode(body)
+        if shard_cursor_next := page.get("next_cursor"):
+            page["next_cursor"] = encode_shard_cursor(position, shard_cursor_next)
+        elif position + 1 < len(shards):
+            page["next_cursor"] = encode_shard_cursor(position + 1, None)
+        return _json(200, page)
+
+    async def _merged_account(self, request: HttpRequest) -> Answer:
+        """Balances on every shard added up, each shard's shown, and cash in transit."""
+        totals: dict[str, list[int]] = {}
+        per_shard = []
+        participant_id = None
+        for shard in self.shard_map.shards:
+            await self._ensure_participant(shard, request)
+            status, headers, body = await self.ask(shard, request)
+            if status != 200:
+                return status, headers, body
+            account = msgspec.json.decode(body)
+            participant_id = account["participant_id"]
+            per_shard.append({"shard": shard, "balances": account["balances"]})
+            for balance in account["balances"]:
+                total = totals.setdefault(balance["asset"], [0, 0])
+                total[0] += balance["available"]
+                total[1] += balance["reserved"]
+        assert participant_id is not None
+        merged = {
+            "participant_id": participant_id,
+            "balances": [
+                {"asset": asset, "available": available, "reserved": reserved}
+                for asset, (available, reserved) in sorted(totals.items())
+            ],
+            "shards": per_shard,
+            "in_transit": self.transfers.in_transit(participant_id),
+        }
+        return _json(200, merged)
 
     async def _on_error(self, error: Exception) -> None:
         self._say(f"hogx gateway: NATS: {error!r}")
@@ -237,6 +443,32 @@ class Gateway:
     def _say(self, text: str) -> None:
         if not self.settings.quiet:
             print(text, file=sys.stderr, flush=True)
+
+
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Answer:
+    response = error_response(status, code, message, headers)
+    return status, list(response.raw_headers), bytes(response.body)
+
+
+def _json(status: int, content: Any) -> Answer:
+    body = msgspec.json.encode(content)
+    return status, [(b"content-type", b"application/json")], body
+
+
+def _first(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def bearer_key(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name.lower() == b"authorization":
+            scheme, _, key = value.decode("latin-1").partition(" ")
+            return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+    return None
 
 
 class _Unavailable(Exception):
@@ -263,12 +495,16 @@ def create_gateway(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         running = asyncio.create_task(gateway.run())
-        flusher = asyncio.create_task(ws.flush_forever(gateway.hub, settings.feed_window_s))
+        flushers = [
+            asyncio.create_task(ws.flush_forever(feed.hub, settings.feed_window_s))
+            for feed in gateway.feeds.values()
+        ]
         try:
             yield
         finally:
             running.cancel()
-            flusher.cancel()
+            for flusher in flushers:
+                flusher.cancel()
             await gateway.close()
 
     # The engine serves the API's documents (/docs, /openapi.json): this app has none of its own.

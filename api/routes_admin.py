@@ -103,8 +103,10 @@ async def list_participants(
 ) -> Response:
     caller(request, OPERATOR, Role.REGULATOR)
     after = decode_cursor(cursor) or 0
-    participants = exchange_of(request).core.participants  # ids 1, 2, 3... in order
-    wanted = (participants[i] for i in range(after + 1, len(participants) + 1))
+    participants = exchange_of(request).core.participants
+    # By id: on a shard other than the home shard, ids arrive as the home shard gave them out,
+    # not necessarily in order or without gaps.
+    wanted = (participants[i] for i in sorted(participants) if i > after)
     page, next_cursor = take_page(wanted, limit, lambda p: p.participant_id)
     return json_response(
         {

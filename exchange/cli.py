@@ -138,7 +138,9 @@ def serve_command(args: argparse.Namespace) -> int:
         surveillance = load_config(args.surveillance_config)
         cluster = None
         if args.nats_url:
-            cluster = ClusterConfig(args.nats_url, args.shard, args.stream_replicas)
+            cluster = ClusterConfig(
+                args.nats_url, args.shard, args.stream_replicas, shard_index=args.shard_index
+            )
     except ValueError as error:
         print(f"hogx serve: {error}", file=sys.stderr)
         return 2
@@ -174,10 +176,18 @@ def gateway_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.gateway import GatewaySettings, create_gateway
+    from api.shard_router import ShardMap
 
-    settings = GatewaySettings(nats_url=args.nats_url, shard=args.shard)
+    shards = tuple(args.shard or [os.environ.get("HOGX_SHARD") or "main"])
+    try:
+        assign = tuple(_assignment(rule) for rule in args.assign)
+        settings = GatewaySettings(nats_url=args.nats_url, shards=shards, assign=assign)
+        ShardMap(settings.shards, settings.assign)  # refuse a rule naming no shard, now
+    except ValueError as error:
+        print(f"hogx gateway: {error}", file=sys.stderr)
+        return 2
     print(
-        f"hogx gateway: shard {args.shard!r} via {args.nats_url}, "
+        f"hogx gateway: shards {', '.join(shards)} via {args.nats_url}, "
         f"serving on http://{args.host}:{args.port}",
         file=sys.stderr,
     )
@@ -194,6 +204,14 @@ def gateway_command(args: argparse.Namespace) -> int:
         ws_per_message_deflate=False,  # as `serve`: frames are encoded once for all clients
     )
     return 0
+
+
+def _assignment(rule: str) -> tuple[str, str]:
+    """`OCOP-*=ocop`: instruments whose symbol matches the pattern live on that shard."""
+    pattern, equals, shard = rule.partition("=")
+    if not equals or not pattern or not shard:
+        raise ValueError(f"--assign {rule!r}: write it as SYMBOL_PATTERN=SHARD")
+    return pattern, shard
 
 
 def ledger_check_command(args: argparse.Namespace) -> int:
@@ -255,6 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--shard", default=os.environ.get("HOGX_SHARD") or "main", help="with --nats-url"
     )
     serve.add_argument(
+        "--shard-index",
+        type=int,
+        default=int(os.environ.get("HOGX_SHARD_INDEX") or 0),
+        help="with --nats-url: the shard's place in the cluster (0 = home); its order and trade "
+        "ids start at index * 10**12, so an id names its shard",
+    )
+    serve.add_argument(
         "--stream-replicas",
         type=int,
         default=int(os.environ.get("HOGX_STREAM_REPLICAS") or 1),
@@ -271,7 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--nats-url", default=os.environ.get("HOGX_NATS_URL") or "nats://127.0.0.1:4222"
     )
     gateway.add_argument(
-        "--shard", default=os.environ.get("HOGX_SHARD") or "main", help="the shard it fronts"
+        "--shard",
+        action="append",
+        help="a shard it fronts; repeat for several, in shard-index order (the first is home; "
+        "default: main)",
+    )
+    gateway.add_argument(
+        "--assign",
+        action="append",
+        default=[],
+        metavar="PATTERN=SHARD",
+        help="instruments whose symbol matches PATTERN (fnmatch, e.g. 'OCOP-*') live on SHARD; "
+        "first match wins, others live on the home shard",
     )
     gateway.add_argument("--access-log", action="store_true")
     gateway.set_defaults(run=gateway_command)

@@ -15,6 +15,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
+from exchange.core import MAX_SHARD_INDEX
 from exchange.jetstream import Lease, check_shard, ensure_stream
 
 DEFAULT_SHARD = "main"
@@ -30,9 +31,12 @@ class ClusterConfig(msgspec.Struct, frozen=True):
     shard: str = DEFAULT_SHARD
     replicas: int = 1  # the stream's JetStream replicas: 3 on a 3-node NATS cluster
     node: str = ""  # who holds the lease; host:pid when empty
+    shard_index: int = 0  # the shard's place in the cluster: its ids start at index * 10**12
 
     def __post_init__(self) -> None:
         check_shard(self.shard)
+        if not 0 <= self.shard_index <= MAX_SHARD_INDEX:
+            raise ValueError(f"shard index must be 0 to {MAX_SHARD_INDEX}")
         if not 1 <= self.replicas <= 5:
             raise ValueError(f"stream replicas must be 1 to 5, got {self.replicas}")
 

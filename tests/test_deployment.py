@@ -67,25 +67,35 @@ def test_the_cluster_has_three_nats_nodes_with_jetstream_routed_to_each_other() 
         )
 
 
-def test_the_shard_has_a_leader_and_a_standby_on_a_three_replica_stream() -> None:
-    engines = services_running("serve")
-    assert len(engines) == 2
-    parsed = [build_parser().parse_args(service["command"]) for service in engines.values()]
-    assert {args.shard for args in parsed} == {"main"}
+def test_each_shard_has_a_leader_and_a_standby_on_a_three_replica_stream() -> None:
+    parsed = [build_parser().parse_args(s["command"]) for s in services_running("serve").values()]
+    nodes_of: dict[tuple[str, int], int] = {}
     for args in parsed:
+        nodes_of[(args.shard, args.shard_index)] = (
+            nodes_of.get((args.shard, args.shard_index), 0) + 1
+        )
         assert args.stream_replicas == 3
         assert all(f"nats-{n}:4222" in args.nats_url for n in (1, 2, 3))
         assert args.database_url.startswith("postgresql+psycopg://")
         assert "@postgres:" in args.database_url
-    assert len({args.database_url for args in parsed}) == 2, "each node keeps its own ledger"
+    assert nodes_of == {("main", 0): 2, ("ocop", 1): 2}
+    assert len({args.database_url for args in parsed}) == 4, "each node keeps its own ledger"
+    init = (REPO / "deploy" / "postgres-init.sql").read_text()
+    for args in parsed:
+        database = args.database_url.rsplit("/", 1)[1]
+        assert (
+            database in init
+            or database == compose()["services"]["postgres"]["environment"]["POSTGRES_DB"]
+        )
 
 
-def test_two_gateways_front_the_shard() -> None:
+def test_two_gateways_front_both_shards_and_place_ocop_goods_on_their_shard() -> None:
     gateways = services_running("gateway")
     assert len(gateways) == 2
     for service in gateways.values():
         args = build_parser().parse_args(service["command"])
-        assert args.shard == "main" and "nats-1:4222" in args.nats_url
+        assert args.shard == ["main", "ocop"] and "nats-1:4222" in args.nats_url
+        assert args.assign == ["OCOP-*=ocop"]
     ports = [service["ports"][0].split(":")[0] for service in gateways.values()]
     assert len(set(ports)) == 2
 
