@@ -11,14 +11,17 @@ exchange that is not rebuilt from NATS, so any of them can be added, killed or r
   order with the same `client_order_id` is safe, because the engine answers a repeated id with
   the original order instead of placing a second one (an order that timed out here may well
   have been placed).
-- The websocket feed (`/v1/ws`, api/ws.py as it is) is served here, from a replica: the gateway
-  follows the shard's journal stream and applies every record to a core and market data of its
-  own, as recovery does, then hands the results to its own `FeedHub`. It flushes the hub after
-  each stream message (one journal batch) rather than on a timer, so every gateway turns the
-  same batches of the deterministic core into the same frames: clients on any gateway see the
-  identical sequence of book updates, and the feed scales with the number of gateways. (A
-  timer flush still runs, but between messages nothing has changed: it only sends newcomers
-  their snapshots.)
+- The websocket feed (`/v1/ws`, api/ws.py as it is) is served here, from a replica per shard:
+  the gateway follows each shard's journal stream and applies every record to a core and
+  market data of its own, as recovery does, then hands the results to its own `FeedHub`. It
+  flushes the hub where the stream says (`Hogx-Flush`: the leader closes a 25 ms window on a
+  batch's message, or with an empty tick when trading goes quiet), not on a timer of its own,
+  so every gateway turns the same records into the same frames: clients on any gateway see the
+  identical sequence of book updates, and the feed scales with the number of gateways. Between
+  two flush points a quiet hub is still flushed every window, which only sends newcomers their
+  snapshots.
+- With several shards (`--shard` repeated, `--assign`), requests are routed by
+  `api.shard_router` and cash moves between shards through `api.transfers`.
 - `/healthz` answers 200 while the gateway is connected to NATS and its replica has caught up
   with the stream and keeps following it; 503 otherwise, so a load balancer skips it.
 """
@@ -143,14 +146,26 @@ class ShardFeed:
         replica, hub = self.replica, self.hub
         end = (await stream_end(js, self.shard)).last_sequence
         self.caught_up = replica.last_sequence >= end
-        async for records in follow(js, self.shard, replica.last_sequence, replica.journal_hash):
-            hub.on_results(replica.apply(records))
-            try:  # one stream message, one flush: the same frames on every gateway
-                hub.flush()
-            except Exception as error:  # a feed bug must not stop the replica
-                print(f"hogx gateway: feed flush failed: {error!r}", file=sys.stderr)
+        async for batch in follow(js, self.shard, replica.last_sequence, replica.journal_hash):
+            hub.on_results(replica.apply(batch.records))
+            if batch.flush:  # where the leader closed a window: the same frames everywhere
+                self.flush()
             if replica.last_sequence >= end:
                 self.caught_up = True
+
+    def flush(self) -> None:
+        try:
+            self.hub.flush()
+        except Exception as error:  # a feed bug must not stop the replica
+            print(f"hogx gateway: feed flush failed: {error!r}", file=sys.stderr)
+
+    async def greet_newcomers_forever(self, window_s: float) -> None:
+        """New subscribers get their snapshots within a window even when the market is quiet;
+        a hub with changes waits for the stream's next flush point instead."""
+        while True:
+            await asyncio.sleep(window_s)
+            if self.hub.quiet:
+                self.flush()
 
 
 class ShardedHub:
@@ -496,7 +511,7 @@ def create_gateway(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         running = asyncio.create_task(gateway.run())
         flushers = [
-            asyncio.create_task(ws.flush_forever(feed.hub, settings.feed_window_s))
+            asyncio.create_task(feed.greet_newcomers_forever(settings.feed_window_s))
             for feed in gateway.feeds.values()
         ]
         try:

@@ -256,6 +256,17 @@ class FeedHub:
             ).decode()
             self._pending_trades.append((trade.symbol, frame, time_ns))
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing changed since the last flush: a flush now only greets new subscribers.
+
+        A gateway flushes where its shard's stream says; between two such points it may still
+        flush a quiet hub, to send newcomers their snapshots, without changing what anyone
+        else receives."""
+        return not (self._pending_trades or self._dirty_tickers) and not any(
+            feed.changes or feed.touched or feed.session_changed for feed in self._symbols.values()
+        )
+
     # ------------------------------------------------------------------ output
 
     def flush(self) -> None:

@@ -16,6 +16,11 @@ sequence and the hash before the first record, so a reader can start at any mess
 check the chain. Stream messages and journal sequences both only ever grow by one: messages
 never disappear (``deny_delete``, ``deny_purge``).
 
+Feed ticks: gateways build the websocket feed from the stream and flush it where the leader
+says, so that every gateway sends the same frames. A message with the ``Hogx-Flush`` header
+closes a feed window; when trading goes quiet the leader appends a tick, a message with that
+header and no records (``Hogx-First-Sequence`` is then one past ``Hogx-Last-Sequence``).
+
 Fencing: the writer publishes each message with ``Nats-Expected-Last-Sequence`` set to the
 stream sequence of its own previous message. JetStream appends it only if nothing else was
 appended in between, so two engines that both think they lead can never both succeed: the
@@ -34,7 +39,7 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Final
+from typing import Final, NamedTuple
 
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -56,6 +61,7 @@ SHARD_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
 FIRST_HEADER: Final = "Hogx-First-Sequence"
 LAST_HEADER: Final = "Hogx-Last-Sequence"
 PREVIOUS_HEADER: Final = "Hogx-Previous-Hash"
+FLUSH_HEADER: Final = "Hogx-Flush"  # gateways flush their feed after this message
 # Room left in a message for headers and the framing of the record that does not fit.
 HEADROOM_BYTES: Final = 8 * 1024
 RECORD_OVERHEAD_BYTES: Final = 8 + 48  # frame (length, crc) + sequence, time and hash
@@ -137,9 +143,11 @@ async def stream_end(js: JetStreamContext, shard: str) -> StreamPosition:
         return StreamPosition(0, 0, GENESIS_HASH)
     message = await js.get_msg(stream_name(shard), last)
     headers = message.headers or {}
+    previous_hash = bytes.fromhex(headers[PREVIOUS_HEADER])
+    if not message.data:  # a feed tick: the journal ends where its headers say
+        return StreamPosition(last, int(headers[LAST_HEADER]), previous_hash)
     records: list[JournalRecord] = []
-    first = int(headers[FIRST_HEADER])
-    _check_message(message.data or b"", first, bytes.fromhex(headers[PREVIOUS_HEADER]), records)
+    _check_message(message.data, int(headers[FIRST_HEADER]), previous_hash, records)
     return StreamPosition(last, records[-1].sequence, records[-1].hash)
 
 
@@ -190,6 +198,7 @@ class StreamReader:
         self.last_sequence = after
         self.head_hash = previous_hash
         self.stream_sequence = 0
+        self.flush = False  # the message read last closes a feed window
         self._subscription: JetStreamContext.PushSubscription | None = None
 
     async def open(self) -> None:
@@ -219,6 +228,11 @@ class StreamReader:
         except TimeoutError:
             return None
         headers = message.headers or {}
+        self.flush = FLUSH_HEADER in headers
+        if not message.data:  # a feed tick: no records
+            self._check_tick(headers)
+            self.stream_sequence = int(message.metadata.sequence.stream)
+            return []
         first = int(headers[FIRST_HEADER])
         if first > self.last_sequence + 1:
             raise StreamCorruptError(
@@ -253,10 +267,26 @@ class StreamReader:
         self.head_hash = head_hash
         return records
 
+    def _check_tick(self, headers: dict[str, str]) -> None:
+        last = int(headers[LAST_HEADER])
+        if last > self.last_sequence:
+            raise StreamCorruptError(
+                f"a feed tick of shard {self._shard} follows journal sequence {last}, "
+                f"but the stream gave {self.last_sequence}"
+            )
+
     async def close(self) -> None:
         if self._subscription is not None:
             await self._subscription.unsubscribe()
             self._subscription = None
+
+
+class StreamBatch(NamedTuple):
+    """One stream message: its journal records (none for a feed tick), and whether gateways
+    flush their feed after it."""
+
+    records: list[JournalRecord]
+    flush: bool
 
 
 async def follow(
@@ -266,17 +296,17 @@ async def follow(
     previous_hash: bytes | None = None,
     *,
     poll_seconds: float = 1.0,
-) -> AsyncIterator[list[JournalRecord]]:
-    """Yield the shard's journal records after `after_sequence` as they are appended, forever.
+) -> AsyncIterator[StreamBatch]:
+    """Yield the shard's journal after `after_sequence` message by message, forever.
 
     With `previous_hash` (the hash at `after_sequence`), the stream must continue exactly that
-    history. Batches are what the writer appended together (a sequencer batch)."""
+    history. A message is what the writer appended together (a sequencer batch), or a tick."""
     reader = StreamReader(js, shard, after_sequence, previous_hash)
     try:
         while True:
             records = await reader.next_batch(poll_seconds)
-            if records:
-                yield records
+            if records or (records is not None and reader.flush):
+                yield StreamBatch(records, reader.flush)
     finally:
         await reader.close()
 
@@ -342,7 +372,9 @@ class JetStreamWriter:
         """The largest command payload one message can carry."""
         return self.message_bytes - RECORD_OVERHEAD_BYTES
 
-    async def append(self, records: Sequence[tuple[int, int, bytes]]) -> None:
+    async def append(
+        self, records: Sequence[tuple[int, int, bytes]], *, flush: bool = False
+    ) -> None:
         """Append `(sequence, time_ns, payload)` records, continuing the stream's journal.
 
         Raises `FencedError` if another writer appended since our last message. A batch split
@@ -353,33 +385,51 @@ class JetStreamWriter:
             raise ValueError(
                 f"batch starts at {records[0][0]}, the stream is at {position.last_sequence}"
             )
-        for run in _messages(records, self.message_bytes):
+        runs = _messages(records, self.message_bytes)
+        for number, run in enumerate(runs, start=1):
             data, head_hash = _encode_batch(run, position.head_hash)
-            headers = {
-                "Nats-Expected-Last-Sequence": str(position.stream_sequence),
-                FIRST_HEADER: str(run[0][0]),
-                LAST_HEADER: str(run[-1][0]),
-                PREVIOUS_HEADER: position.head_hash.hex(),
-            }
-            try:
-                ack = await self._js.publish(
-                    self._subject,
-                    data,
-                    timeout=PUBLISH_TIMEOUT_SECONDS,
-                    stream=self._stream,
-                    headers=headers,
-                )
-            except APIError as error:
-                if error.err_code == WRONG_LAST_SEQUENCE:
-                    raise FencedError(
-                        f"another engine appended to stream {self._stream} after message "
-                        f"{position.stream_sequence}: this one no longer leads shard "
-                        f"{self.shard} and stops"
-                    ) from error
-                raise
-            assert ack.seq == position.stream_sequence + 1, (ack.seq, position.stream_sequence)
-            position = StreamPosition(ack.seq, run[-1][0], head_hash)
-            self._position = position
+            position = await self._publish(
+                data, run[0][0], run[-1][0], head_hash, flush=flush and number == len(runs)
+            )
+
+    async def tick(self) -> None:
+        """An empty message that tells gateways to flush their feed (trading went quiet)."""
+        position = self._position
+        await self._publish(
+            b"", position.last_sequence + 1, position.last_sequence, position.head_hash, flush=True
+        )
+
+    async def _publish(
+        self, data: bytes, first: int, last: int, head_hash: bytes, *, flush: bool
+    ) -> StreamPosition:
+        position = self._position
+        headers = {
+            "Nats-Expected-Last-Sequence": str(position.stream_sequence),
+            FIRST_HEADER: str(first),
+            LAST_HEADER: str(last),
+            PREVIOUS_HEADER: position.head_hash.hex(),
+        }
+        if flush:
+            headers[FLUSH_HEADER] = "1"
+        try:
+            ack = await self._js.publish(
+                self._subject,
+                data,
+                timeout=PUBLISH_TIMEOUT_SECONDS,
+                stream=self._stream,
+                headers=headers,
+            )
+        except APIError as error:
+            if error.err_code == WRONG_LAST_SEQUENCE:
+                raise FencedError(
+                    f"another engine appended to stream {self._stream} after message "
+                    f"{position.stream_sequence}: this one no longer leads shard "
+                    f"{self.shard} and stops"
+                ) from error
+            raise
+        assert ack.seq == position.stream_sequence + 1, (ack.seq, position.stream_sequence)
+        self._position = StreamPosition(ack.seq, last, head_hash)
+        return self._position
 
 
 class LeaseLost(Exception):

@@ -70,6 +70,7 @@ from exchange.surveillance import Surveillance
 MAX_BATCH = 4096
 MAX_PENDING = 100_000
 DEFAULT_SNAPSHOT_EVERY = 1_000_000
+FEED_TICK_S = 0.025  # the feed's window, as the embedded server's flush timer
 ELECTION_POLL_SECONDS = 0.1
 
 
@@ -145,6 +146,7 @@ class Exchange:
         self._role_task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
         self._on_leading: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._tick_due: float | None = None  # when gateways must next be told to flush
         self.leading = asyncio.Event()  # set once this node writes (at once when embedded)
 
     # ------------------------------------------------------------------ life cycle
@@ -389,7 +391,8 @@ class Exchange:
                 if not self._accepting:
                     return
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                if not await self._wait_or_tick():
+                    return
                 continue
             batch = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
             records = self._stamp(batch)
@@ -399,7 +402,7 @@ class Exchange:
                 if self._stream_writer is not None:  # the stream is the truth; then the mirror
                     if self._link is not None and not self._link.lease.held:
                         raise LeaseLost("the shard's lease was not renewed in time")
-                    await self._stream_writer.append(records)
+                    await self._stream_writer.append(records, flush=self._feed_tick_due())
                 await loop.run_in_executor(self._io, journal.append_batch, records)
             except BaseException as error:  # the disk failed: nothing in this batch happened
                 self._fail(error, batch)
@@ -419,6 +422,38 @@ class Exchange:
                 if not future.done():
                     future.set_result(result)
             self._maybe_snapshot()
+
+    # Gateways turn the stream into feed frames, flushing where the stream says (so every
+    # gateway sends the same frames): at most every FEED_TICK_S, and FEED_TICK_S at most after
+    # any batch. A busy leader marks a batch's message; a quiet one appends an empty tick.
+
+    def _feed_tick_due(self) -> bool:
+        """True when this batch's message should tell gateways to flush their feed."""
+        now = time.monotonic()
+        if self._tick_due is None:
+            self._tick_due = now + FEED_TICK_S
+        if now < self._tick_due:
+            return False
+        self._tick_due = None
+        return True
+
+    async def _wait_or_tick(self) -> bool:
+        """Wait for commands; append a feed tick if one falls due first. False on failure."""
+        if self._tick_due is None or self._stream_writer is None:
+            await self._wakeup.wait()
+            return True
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), self._tick_due - time.monotonic())
+            return True
+        except TimeoutError:
+            pass
+        self._tick_due = None
+        try:
+            await self._stream_writer.tick()
+        except BaseException as error:  # fenced, or NATS gone: as for a batch
+            self._fail(error)
+            return False
+        return True
 
     def _publish(self, results: list[CommandResult]) -> None:
         market_data, audit, surveillance = self.market_data, self.audit, self.surveillance

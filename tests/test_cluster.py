@@ -50,6 +50,7 @@ from exchange.jetstream import (
     JetStreamWriter,
     StreamMismatchError,
     ensure_stream,
+    follow,
     read_to_end,
     stream_end,
     stream_name,
@@ -491,3 +492,40 @@ def test_the_standby_takes_over_from_a_killed_leader_losing_no_acknowledged_orde
 
 def standby_name(nodes: list[Node], standby: Node) -> str:
     return "ab"[nodes.index(standby)]
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. Feed ticks: the leader says where gateways flush, so they all send the same frames.
+
+
+def test_a_quiet_leader_appends_a_feed_tick_after_its_last_batch(
+    nats_url: str, shard: str, tmp_path: Path
+) -> None:
+    async def run() -> None:
+        first = await leader(tmp_path / "a", nats_url, shard, fsync=False)
+        workload = MarketWorkload(46)
+        await set_up(first, workload)
+        await asyncio.sleep(0.2)  # quiet: well over one feed window
+        async with jetstream(nats_url) as js:
+            last = (await js.stream_info(stream_name(shard))).state.last_seq
+            tick = await js.get_msg(stream_name(shard), last)
+            assert tick.data in (b"", None) and (tick.headers or {}).get("Hogx-Flush") == "1"
+            end = await stream_end(js, shard)
+            assert (end.last_sequence, end.head_hash) == (
+                first.core.last_sequence,
+                first.head_hash,
+            )
+            read = 0  # a follower sees every record, then the tick that closes the window
+            async for batch in follow(js, shard, 0, None):
+                read += len(batch.records)
+                if read == first.core.last_sequence and not batch.records:
+                    assert batch.flush
+                    break
+        await first.stop(snapshot=False)
+        fresh = await leader(tmp_path / "b", nats_url, shard, fsync=False)
+        assert fresh.core.digest() == first.core.digest()
+        result = await fresh.submit(workload.next_command())  # appends after the tick
+        assert result.sequence == first.core.last_sequence + 1
+        await fresh.stop(snapshot=False)
+
+    asyncio.run(run())
