@@ -36,6 +36,7 @@ journal sequences below 2**43; balances are BIGINT (checked before every write).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import sqlite3
@@ -47,6 +48,9 @@ from typing import Any, Final
 
 import msgspec
 import numpy as np
+import psycopg
+import psycopg.abc
+import psycopg.copy
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -346,6 +350,7 @@ state_table = Table(
 )
 
 _MAX_UPDATES_PER_STATEMENT: Final = 1_000
+_COPY_BLOCK_BYTES: Final = 128 * 1024  # the most psycopg hands to libpq at once
 _SQLITE_MAX_VARIABLES: Final = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 _ACCOUNT_COLUMNS: Final = ("id", "participant_id", "asset", "kind", "balance")
 # PostgreSQL's binary COPY needs each column's wire type.
@@ -417,7 +422,7 @@ class PreparedBatch:
     in the order they were prepared; committing the same one again is harmless."""
 
     __slots__ = (
-        "account_rows",
+        "account_values",
         "balance_updates",
         "balances",
         "first_sequence",
@@ -425,19 +430,19 @@ class PreparedBatch:
         "last_time_ns",
         "new_accounts",
         "previous_sequence",
-        "trade_rows",
-        "transfer_rows",
+        "trade_values",
+        "transfer_values",
     )
 
     def __init__(self) -> None:
         self.previous_sequence = 0
         self.first_sequence = 0
-        # One tuple per row, columns in table order: what binary COPY formats in C, and what
-        # SQLite's multi-row INSERT takes flattened.
-        self.account_rows: list[tuple[Any, ...]] = []
+        # Rows flattened into one list per table (row after row, column after column): one
+        # long-lived object instead of one tuple per row keeps the garbage collector quiet.
+        self.account_values: list[Any] = []
         self.new_accounts: dict[AccountKey, int] = {}
-        self.transfer_rows: list[tuple[Any, ...]] = []
-        self.trade_rows: list[tuple[Any, ...]] = []
+        self.transfer_values: list[Any] = []
+        self.trade_values: list[Any] = []
         self.balances: dict[int, int] = {}  # account id -> balance after the batch (all of them)
         self.balance_updates: dict[int, int] = {}  # account id -> delta, existing accounts
         self.last_sequence = 0
@@ -475,8 +480,7 @@ def _plan(entries: Sequence[LedgerEntry], accounts: _Accounts) -> PreparedBatch:
     plan = PreparedBatch()
     ids, kinds, committed = accounts.ids, accounts.kinds, accounts.balances
     balances = dict(committed)  # a working copy: cheaper than tracking what was touched
-    new_accounts, rows, trade_rows = plan.new_accounts, plan.transfer_rows, plan.trade_rows
-    add_row, add_trade_row = rows.append, trade_rows.append
+    new_accounts, values, trade_values = plan.new_accounts, plan.transfer_values, plan.trade_values
     next_id = accounts.next_id
     for entry in entries:
         sequence, time_ns, postings = entry.sequence, entry.time_ns, entry.postings
@@ -505,17 +509,17 @@ def _plan(entries: Sequence[LedgerEntry], accounts: _Accounts) -> PreparedBatch:
             balances[debit] = debit_balance
             credit_balance = balances[credit] + amount
             balances[credit] = credit_balance
-            add_row((
+            values += (
                 base | index, sequence, time_ns, posting.code, asset, debit, credit, amount,
                 posting.reference_id, debit_balance, credit_balance,
-            ))  # fmt: skip
+            )  # fmt: skip
         for trade in entry.trades:
-            add_trade_row((
+            trade_values += (
                 trade.trade_id, sequence, time_ns, trade.symbol, trade.price, trade.quantity,
                 trade.notional_vnd, trade.aggressor_side, trade.buyer_id, trade.seller_id,
                 trade.buy_order_id, trade.sell_order_id, trade.buyer_fee_vnd,
                 trade.seller_fee_vnd,
-            ))  # fmt: skip
+            )  # fmt: skip
     accounts.next_id = next_id
     plan.balances = balances
     plan.balance_updates = {
@@ -525,9 +529,7 @@ def _plan(entries: Sequence[LedgerEntry], accounts: _Accounts) -> PreparedBatch:
     }
     _check_balances(plan, accounts)
     for (participant_id, asset, kind), account_id in new_accounts.items():
-        plan.account_rows.append(
-            (account_id, participant_id, asset, str(kind), balances[account_id])
-        )
+        plan.account_values += (account_id, participant_id, asset, str(kind), balances[account_id])
     plan.previous_sequence = entries[0].sequence - 1
     plan.first_sequence = entries[0].sequence
     plan.last_sequence = entries[-1].sequence
@@ -698,36 +700,40 @@ class Ledger:
         )
         if connection.execute(guard).rowcount != 1:
             raise _NotWhereExpected
-        self._insert(connection, accounts_table, batch.account_rows)
-        self._insert(connection, transfers_table, batch.transfer_rows)
-        self._insert(connection, trades_table, batch.trade_rows)
+        self._insert(connection, accounts_table, batch.account_values)
+        self._insert(connection, transfers_table, batch.transfer_values)
+        self._insert(connection, trades_table, batch.trade_values)
         if batch.balance_updates:
             self._update_balances(connection, batch.balance_updates)
 
-    def _insert(self, connection: Connection, table: Table, rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
+    def _insert(self, connection: Connection, table: Table, values: list[Any]) -> None:
+        """Insert rows given flattened (`len(table.columns)` values per row)."""
+        if not values:
             return
+        width = len(table.columns)
         names = ", ".join(column.name for column in table.columns)
         if self.is_postgresql:  # binary COPY: several times faster than any INSERT
             sql = f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)"
-            with _driver_cursor(connection) as cursor, cursor.copy(sql) as copy:
+            with (
+                _driver_cursor(connection) as cursor,
+                cursor.copy(sql, writer=_BlockCopyWriter(cursor)) as copy,
+            ):
                 copy.set_types(_COPY_TYPES[table.name])
-                write_row = copy.write_row
-                for row in rows:
-                    write_row(row)
+                # `zip` of one iterator `width` times groups the values into rows, in C and
+                # reusing one tuple; the driver formats each row in C.
+                rows = zip(*[iter(values)] * width, strict=True)
+                collections.deque(map(copy.write_row, rows), maxlen=0)
             return
         # One statement per chunk of rows, not `executemany`: the driver would release and
         # re-take the GIL around every row, and each re-take can wait a whole switch interval
         # while another thread is busy.
-        width = len(table.columns)
         row_marks = "(" + ", ".join("?" for _ in table.columns) + ")"
         rows_per_statement = _SQLITE_MAX_VARIABLES // width
         with _driver_cursor(connection) as cursor:
-            for start in range(0, len(rows), rows_per_statement):
-                chunk = rows[start : start + rows_per_statement]
-                marks = ", ".join(itertools.repeat(row_marks, len(chunk)))
-                values = tuple(itertools.chain.from_iterable(chunk))
-                cursor.execute(f"INSERT INTO {table.name} ({names}) VALUES {marks}", values)
+            for start in range(0, len(values), rows_per_statement * width):
+                chunk = tuple(values[start : start + rows_per_statement * width])
+                marks = ", ".join(itertools.repeat(row_marks, len(chunk) // width))
+                cursor.execute(f"INSERT INTO {table.name} ({names}) VALUES {marks}", chunk)
 
     def _update_balances(self, connection: Connection, updates: dict[int, int]) -> None:
         """Every touched account once, by its delta for the batch (in id order, so that two
@@ -1012,6 +1018,28 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN")
+
+
+class _BlockCopyWriter(psycopg.copy.Writer):
+    """Sends a COPY's data to the server in blocks of `_COPY_BLOCK_BYTES`, not psycopg's
+    32 KiB: each send lets go of the GIL, and taking it back can wait for a whole switch
+    interval while the planner thread runs. Blocks still stream, so the server works on one
+    while the next is formatted."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        self._libpq = psycopg.copy.LibpqWriter(cursor)
+        self._data = bytearray()
+
+    def write(self, data: psycopg.abc.Buffer) -> None:
+        self._data += data
+        if len(self._data) >= _COPY_BLOCK_BYTES:
+            self._libpq.write(self._data)
+            self._data = bytearray()
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if exc is None and self._data:
+            self._libpq.write(self._data)
+        self._libpq.finish(exc)
 
 
 @contextlib.contextmanager
