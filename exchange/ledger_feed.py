@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Final, TypeVar, cast
+from typing import Final, TypeVar
 
 import msgspec
 from sqlalchemy.exc import SQLAlchemyError
@@ -106,91 +107,87 @@ T = TypeVar("T")
 # Events -> postings: pure.
 
 
-_HELD, _RELEASED, _TRADE, _SETTLEMENT, _DEPOSITED, _WITHDRAWN, _DELIVERED, _SHIPPED = range(8)
-# Only these events move anything; everything else (book levels, acceptances...) is skipped
-# with one dict lookup, which is most of the events.
-_MOVES: Final[dict[type, int]] = {
-    FundsHeld: _HELD,
-    FundsReleased: _RELEASED,
-    Trade: _TRADE,
-    Settlement: _SETTLEMENT,
-    FundsDeposited: _DEPOSITED,
-    FundsWithdrawn: _WITHDRAWN,
-    GoodsDelivered: _DELIVERED,
-    GoodsReleased: _SHIPPED,
-}
+# Only these events move anything; everything else (book levels, acceptances...), which is most
+# of the events, is skipped in C, by `_moves` over the events' types.
+_MOVING: Final[frozenset[type]] = frozenset(
+    (
+        FundsHeld,
+        FundsReleased,
+        Trade,
+        Settlement,
+        FundsDeposited,
+        FundsWithdrawn,
+        GoodsDelivered,
+        GoodsReleased,
+    )
+)
+_moves = _MOVING.__contains__
 
 
-def entry_of(sequence: int, time_ns: int, events: Iterable[Event]) -> LedgerEntry:
+def entry_of(sequence: int, time_ns: int, events: Sequence[Event]) -> LedgerEntry:
     """The transfers and trades one sequenced command caused (none for most commands)."""
+    if _MOVING.isdisjoint(map(type, events)):
+        return LedgerEntry(sequence, time_ns)
     postings: list[Posting] = []
     trades: list[TradeRow] = []
     trade: Trade | None = None
-    moves = _MOVES.get
-    for event in events:
-        move = moves(type(event))
-        if move is None:
-            continue
-        if move == _HELD:
-            held = cast(FundsHeld, event)
-            if held.amount:
-                participant = held.participant_id
-                postings.append(
+    add = postings.append
+    for event in itertools.compress(events, map(_moves, map(type, events))):
+        if type(event) is FundsHeld:
+            if event.amount:
+                participant = event.participant_id
+                add(
                     Posting(
-                        HOLD, held.asset, held.amount, participant, AVAILABLE, participant,
-                        RESERVED, held.order_id,
+                        HOLD, event.asset, event.amount, participant, AVAILABLE, participant,
+                        RESERVED, event.order_id,
                     )
                 )  # fmt: skip
-        elif move == _RELEASED:
-            released = cast(FundsReleased, event)
-            if released.amount:
-                participant = released.participant_id
-                postings.append(
+        elif type(event) is FundsReleased:
+            if event.amount:
+                participant = event.participant_id
+                add(
                     Posting(
-                        RELEASE, released.asset, released.amount, participant, RESERVED,
-                        participant, AVAILABLE, released.order_id,
+                        RELEASE, event.asset, event.amount, participant, RESERVED,
+                        participant, AVAILABLE, event.order_id,
                     )
                 )  # fmt: skip
-        elif move == _TRADE:
-            trade = cast(Trade, event)
-        elif move == _SETTLEMENT:
-            settlement = cast(Settlement, event)
-            assert trade is not None and trade.trade_id == settlement.trade_id, settlement
-            _settle(settlement, trade, postings, trades)
-        elif move == _DEPOSITED:
-            deposited = cast(FundsDeposited, event)
-            postings.append(
+        elif type(event) is Trade:
+            trade = event
+        elif type(event) is Settlement:
+            assert trade is not None and trade.trade_id == event.trade_id, event
+            _settle(event, trade, postings, trades)
+        elif type(event) is FundsDeposited:
+            add(
                 Posting(
-                    TransferCode.DEPOSIT, deposited.asset, deposited.amount,
-                    EXTERNAL_ACCOUNT, EXTERNAL, deposited.participant_id, AVAILABLE,
+                    TransferCode.DEPOSIT, event.asset, event.amount, EXTERNAL_ACCOUNT,
+                    EXTERNAL, event.participant_id, AVAILABLE,
                 )
             )  # fmt: skip
-        elif move == _DELIVERED:
-            receipt = cast(GoodsDelivered, event).receipt
-            postings.append(
+        elif type(event) is GoodsDelivered:
+            receipt = event.receipt
+            add(
                 Posting(
                     TransferCode.DELIVERY_IN, receipt.symbol, receipt.lots, EXTERNAL_ACCOUNT,
                     EXTERNAL, receipt.participant_id, AVAILABLE, receipt.receipt_id,
                 )
             )  # fmt: skip
-        elif move == _SHIPPED:
-            release = cast(GoodsReleased, event).release
-            postings.append(
+        elif type(event) is GoodsReleased:
+            release = event.release
+            add(
                 Posting(
                     TransferCode.DELIVERY_OUT, release.symbol, release.lots,
                     release.participant_id, AVAILABLE, EXTERNAL_ACCOUNT, EXTERNAL,
                     release.release_id,
                 )
             )  # fmt: skip
-        else:
-            withdrawn = cast(FundsWithdrawn, event)
-            postings.append(
+        elif type(event) is FundsWithdrawn:
+            add(
                 Posting(
-                    TransferCode.WITHDRAWAL, withdrawn.asset, withdrawn.amount,
-                    withdrawn.participant_id, AVAILABLE, EXTERNAL_ACCOUNT, EXTERNAL,
+                    TransferCode.WITHDRAWAL, event.asset, event.amount,
+                    event.participant_id, AVAILABLE, EXTERNAL_ACCOUNT, EXTERNAL,
                 )
             )  # fmt: skip
-    return LedgerEntry(sequence, time_ns, postings, trades)
+    return LedgerEntry(sequence, time_ns, postings, trades or ())
 
 
 def _settle(s: Settlement, trade: Trade, postings: list[Posting], trades: list[TradeRow]) -> None:
@@ -327,9 +324,11 @@ class LedgerFeed:
         feed.stop()
 
     One thread plans each batch (events -> postings -> rows, pure Python) and commits it. With
-    `pipeline=True` a second thread commits while the next batch is planned: worth it when the
-    database has cores of its own (a PostgreSQL server elsewhere); on one small machine the two
-    threads only fight over the GIL and the cores (measured: no gain on 2 shared cores).
+    `pipeline=True` a second thread commits while the next batch is planned, and the database
+    (PostgreSQL's server process, or SQLite's C code, which lets go of the GIL) works meanwhile.
+    The ledger process runs it so (`exchange.ledger_process.ledger_feed_in_this_process`), with
+    a short GIL switch interval: at Python's default of 5 ms the writer waits for the planner
+    after every answer from the database, and the pipeline gained nothing on 2 cores.
     """
 
     def __init__(
