@@ -37,7 +37,8 @@ from benchmarks.workload import MarketWorkload
 from clearing.ledger import Ledger, default_database_url, normalize_database_url
 from exchange.core import ExchangeCore
 from exchange.events import Settlement
-from exchange.ledger_feed import LedgerFeed, balances_of, entries_of
+from exchange.ledger_feed import balances_of, entries_of
+from exchange.ledger_process import ledger_feed_in_this_process
 from exchange.sequencer import MAX_BATCH, CommandResult
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -62,10 +63,11 @@ def event_stream(commands: int, seed: int) -> tuple[Stream, ExchangeCore]:
 
 
 def through_feed(ledger: Ledger, stream: Stream, batch: int) -> None:
-    """The production path: a `LedgerFeed` (planner and writer threads) given the results in
+    """The production path: a `LedgerFeed` set up as the ledger process sets it up (planner
+    and writer threads, GIL switch interval, collector thresholds) given the results in
     sequencer-sized batches, until everything is committed."""
     with tempfile.TemporaryDirectory(prefix="hogx-ledger-bench-feed-") as data_dir:
-        feed = LedgerFeed(
+        feed = ledger_feed_in_this_process(
             ledger, Path(data_dir), max_queue=len(stream) + 1, max_batch_commands=batch
         )
         for first in range(0, len(stream), MAX_BATCH):
