@@ -26,9 +26,10 @@ The same SQLAlchemy Core code runs on SQLite (WAL; the embedded default, a file 
 and on PostgreSQL through psycopg 3 (`postgresql+psycopg://...`); only the bulk insert differs
 (binary COPY on PostgreSQL, multi-row INSERTs elsewhere). Alembic migrations run before first
 use. Writes are batched: one transaction per batch of commands, rows inserted in bulk, each
-touched account updated once per batch by its aggregated delta. A batch is planned in pure
-Python first (`prepare`: ids, rows, running balances, invariants) and written after
-(`commit`), so planning the next batch can overlap writing this one.
+touched account updated once per batch by its aggregated delta. A batch is planned first
+(`prepare`: ids, rows, running balances, invariants, and on PostgreSQL the COPY data, which
+psycopg formats in C) and written after (`commit`), so planning the next batch can overlap
+writing this one.
 
 Limits: a transfer id holds 20 bits of index, so at most 2**20 transfers per command and
 journal sequences below 2**43; balances are BIGINT (checked before every write).
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import itertools
 import sqlite3
 import threading
@@ -49,7 +51,6 @@ from typing import Any, Final
 import msgspec
 import numpy as np
 import psycopg
-import psycopg.abc
 import psycopg.copy
 from sqlalchemy import (
     BigInteger,
@@ -350,7 +351,6 @@ state_table = Table(
 )
 
 _MAX_UPDATES_PER_STATEMENT: Final = 1_000
-_COPY_BLOCK_BYTES: Final = 128 * 1024  # the most psycopg hands to libpq at once
 _SQLITE_MAX_VARIABLES: Final = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 _ACCOUNT_COLUMNS: Final = ("id", "participant_id", "asset", "kind", "balance")
 # PostgreSQL's binary COPY needs each column's wire type.
@@ -425,6 +425,7 @@ class PreparedBatch:
         "account_values",
         "balance_updates",
         "balances",
+        "copy_data",
         "first_sequence",
         "last_sequence",
         "last_time_ns",
@@ -443,6 +444,9 @@ class PreparedBatch:
         self.new_accounts: dict[AccountKey, int] = {}
         self.transfer_values: list[Any] = []
         self.trade_values: list[Any] = []
+        # PostgreSQL: each table's rows as binary COPY data, formatted by the planner so that
+        # the writer only sends them (the values lists are then emptied).
+        self.copy_data: dict[str, bytes] = {}
         self.balances: dict[int, int] = {}  # account id -> balance after the batch (all of them)
         self.balance_updates: dict[int, int] = {}  # account id -> delta, existing accounts
         self.last_sequence = 0
@@ -618,7 +622,8 @@ class Ledger:
 
         Batches may be prepared ahead of their commits (a pipeline: the next batch is planned
         while the database writes this one); they must then be committed in order. Returns None
-        when every entry is already applied or prepared."""
+        when every entry is already applied or prepared. On PostgreSQL it borrows a pooled
+        connection, whose type adapters format the COPY data."""
         if len(entries) > MAX_ENTRIES_PER_APPLY:
             raise ValueError(f"at most {MAX_ENTRIES_PER_APPLY} entries per batch")
         self.ensure_ready()
@@ -631,6 +636,8 @@ class Ledger:
                 return None
             try:
                 batch = _plan(new, projected)
+                if self.is_postgresql:
+                    self._format_copy_data(batch)
             except BaseException:
                 self._projected = None
                 raise
@@ -659,6 +666,21 @@ class Ledger:
         """Drop every prepared batch not yet committed; the next `prepare` re-reads the DB."""
         with self._prepare_lock:
             self._projected = None
+
+    def _format_copy_data(self, batch: PreparedBatch) -> None:
+        """Binary COPY data of the batch's rows, formatted by the driver (in C) here in the
+        planner's thread: the writer's thread then holds the GIL only to send it, and does not
+        keep the database waiting for the next block while the planner runs."""
+        tables = (
+            (accounts_table, batch.account_values),
+            (transfers_table, batch.transfer_values),
+            (trades_table, batch.trade_values),
+        )
+        with self.engine.connect() as connection, _driver_cursor(connection) as cursor:
+            for table, values in tables:
+                if values:
+                    batch.copy_data[table.name] = _binary_copy_data(cursor, table, values)
+                    values.clear()
 
     def _reload(self) -> _Accounts:
         with self.engine.connect() as connection:
@@ -700,30 +722,30 @@ class Ledger:
         )
         if connection.execute(guard).rowcount != 1:
             raise _NotWhereExpected
-        self._insert(connection, accounts_table, batch.account_values)
-        self._insert(connection, transfers_table, batch.transfer_values)
-        self._insert(connection, trades_table, batch.trade_values)
+        if self.is_postgresql:
+            for table in (accounts_table, transfers_table, trades_table):
+                if table.name in batch.copy_data:
+                    self._copy(connection, table, batch.copy_data[table.name])
+        else:
+            self._insert(connection, accounts_table, batch.account_values)
+            self._insert(connection, transfers_table, batch.transfer_values)
+            self._insert(connection, trades_table, batch.trade_values)
         if batch.balance_updates:
             self._update_balances(connection, batch.balance_updates)
 
+    def _copy(self, connection: Connection, table: Table, data: bytes) -> None:
+        """PostgreSQL: binary COPY, several times faster than any INSERT."""
+        names = ", ".join(column.name for column in table.columns)
+        sql = f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)"
+        with _driver_cursor(connection) as cursor, cursor.copy(sql) as copy:
+            copy.write(data)
+
     def _insert(self, connection: Connection, table: Table, values: list[Any]) -> None:
-        """Insert rows given flattened (`len(table.columns)` values per row)."""
+        """SQLite: rows given flattened (`len(table.columns)` values per row)."""
         if not values:
             return
         width = len(table.columns)
         names = ", ".join(column.name for column in table.columns)
-        if self.is_postgresql:  # binary COPY: several times faster than any INSERT
-            sql = f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)"
-            with (
-                _driver_cursor(connection) as cursor,
-                cursor.copy(sql, writer=_BlockCopyWriter(cursor)) as copy,
-            ):
-                copy.set_types(_COPY_TYPES[table.name])
-                # `zip` of one iterator `width` times groups the values into rows, in C and
-                # reusing one tuple; the driver formats each row in C.
-                rows = zip(*[iter(values)] * width, strict=True)
-                collections.deque(map(copy.write_row, rows), maxlen=0)
-            return
         # One statement per chunk of rows, not `executemany`: the driver would release and
         # re-take the GIL around every row, and each re-take can wait a whole switch interval
         # while another thread is busy.
@@ -1020,26 +1042,19 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql("BEGIN")
 
 
-class _BlockCopyWriter(psycopg.copy.Writer):
-    """Sends a COPY's data to the server in blocks of `_COPY_BLOCK_BYTES`, not psycopg's
-    32 KiB: each send lets go of the GIL, and taking it back can wait for a whole switch
-    interval while the planner thread runs. Blocks still stream, so the server works on one
-    while the next is formatted."""
+def _binary_copy_data(cursor: psycopg.Cursor[Any], table: Table, values: list[Any]) -> bytes:
+    """Rows given flattened (`len(table.columns)` values per row) as binary COPY data.
 
-    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
-        self._libpq = psycopg.copy.LibpqWriter(cursor)
-        self._data = bytearray()
-
-    def write(self, data: psycopg.abc.Buffer) -> None:
-        self._data += data
-        if len(self._data) >= _COPY_BLOCK_BYTES:
-            self._libpq.write(self._data)
-            self._data = bytearray()
-
-    def finish(self, exc: BaseException | None = None) -> None:
-        if exc is None and self._data:
-            self._libpq.write(self._data)
-        self._libpq.finish(exc)
+    psycopg formats them without a round trip: the cursor only lends its type adapters."""
+    buffer = io.BytesIO()
+    writer = psycopg.copy.FileWriter(buffer)
+    with psycopg.copy.Copy(cursor, binary=True, writer=writer) as copy:
+        copy.set_types(_COPY_TYPES[table.name])
+        # `zip` of one iterator `width` times groups the values into rows, in C and reusing one
+        # tuple; the driver formats each row in C.
+        rows = zip(*[iter(values)] * len(table.columns), strict=True)
+        collections.deque(map(copy.write_row, rows), maxlen=0)
+    return buffer.getvalue()
 
 
 @contextlib.contextmanager
