@@ -703,11 +703,6 @@ class Ledger:
         return True
 
     def _write_rows(self, connection: Connection, batch: PreparedBatch) -> None:
-        if self.is_postgresql:
-            # The ledger is rebuilt from the journal and `ledger_state` commits with its
-            # rows, so a commit lost in a server crash is simply applied again: no need to
-            # wait for the WAL flush of each one.
-            connection.exec_driver_sql("SET LOCAL synchronous_commit TO off")
         guard = (
             update(state_table)
             .where(
@@ -1019,7 +1014,21 @@ def _create_engine(url: str, sqlite_busy_timeout_ms: int) -> Engine:
         engine = create_engine(url)
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+    _configure_postgresql(engine)
+    return engine
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    """No waiting for the WAL flush of each commit, set once per connection rather than once
+    per batch: the ledger is rebuilt from the journal and `ledger_state` commits with its rows,
+    so a commit lost in a server crash is simply applied again."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO off")
+        dbapi_connection.commit()
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
