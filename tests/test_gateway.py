@@ -431,7 +431,7 @@ def test_websocket_clients_on_two_gateways_see_the_identical_book_updates(
 
     on_first, on_second, book = asyncio.run(asyncio.wait_for(scenario(), 90))
     assert on_first.frames[0]["sequence"] == on_second.frames[0]["sequence"]
-    assert len(on_first.frames) > 10
+    assert len(on_first.frames) > 3  # a snapshot, then updates coalesced per feed window
     assert on_first.frames == on_second.frames
     assert on_first.book() == (book["bids"], book["asks"])
     assert on_first.frames[-1]["sequence"] == book["sequence"]
