@@ -50,7 +50,7 @@ from api import ws
 from api.app import BodyLimit
 from api.auth import hash_key
 from api.errors import error_response
-from api.nats_bridge import HttpRequest, decode_response, encode
+from api.nats_bridge import AnswerLost, HttpRequest, ask_engine
 from api.shard_router import FanOutList, Forward, MergeAccount, RegisterEverywhere, ShardMap
 from api.shard_router import decode_cursor as decode_shard_cursor
 from api.shard_router import encode_cursor as encode_shard_cursor
@@ -327,14 +327,13 @@ class Gateway:
         try:
             if nc is None or not nc.is_connected:
                 raise _Unavailable("the gateway is not connected to NATS")
-            reply = await nc.request(api_subject(shard), encode(request), timeout=timeout_s)
-            answer = decode_response(reply.data)
+            answer = await ask_engine(nc, api_subject(shard), request, timeout_s)
             return answer.status, answer.headers, answer.body
         except NoRespondersError:
             why = f"no engine is serving shard {shard!r} right now"
         except TimeoutError:  # nats.errors.TimeoutError is one
             why = f"the engine did not answer within {timeout_s:g} s"
-        except (_Unavailable, NatsError, msgspec.DecodeError) as error:
+        except (_Unavailable, NatsError, msgspec.DecodeError, AnswerLost) as error:
             why = str(error) or type(error).__name__
         message = (
             f"{why}; retry shortly (an order retried with the same client_order_id is "

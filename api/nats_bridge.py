@@ -12,13 +12,20 @@ The engine subscribes in the queue group "engine", so should two processes ever 
 one answer. Each request is handled on a task of its own, at most `MAX_IN_FLIGHT` at a time,
 so a slow request (an audit export) never holds up the subscription; over the limit, and when
 anything inside fails, the engine still replies, with the project's error body.
+
+An answer larger than one NATS message (an audit export of a long day) travels in parts: the
+reply carries the first part and, in its headers, how many parts there are and where to ask for
+the rest (`ask_engine` does that). The engine keeps the remaining parts for `PARTS_TTL_S`,
+on a subject of its own process, so a part is always fetched from the engine that made it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import sys
+import time
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -31,6 +38,12 @@ MAX_IN_FLIGHT = 4_096  # requests being answered at once; the sequencer batches 
 HANDLER_TIMEOUT_S = 30.0  # no request holds a slot for longer (an audit export is the slowest)
 STOP_TIMEOUT_S = 10.0  # at stop, how long requests in flight get to finish
 HEADERS_LIMIT = 128  # headers per message; more is not a request a client of API.md sends
+PARTS_TTL_S = 60.0  # how long the engine keeps the parts of a large answer for the gateway
+PART_HEADROOM = 4_096  # bytes of a NATS message left for its headers and protocol
+# Headers of a reply in parts: how many parts, which answer, and where to ask for the others.
+PARTS_HEADER = "Hogx-Parts"
+ANSWER_HEADER = "Hogx-Answer"
+PARTS_SUBJECT_HEADER = "Hogx-Parts-Subject"
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -127,9 +140,16 @@ class ServedApi:
         self._nc = nc
         self._app = app
         self._subscription: Subscription | None = None
+        self._parts_subscription: Subscription | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        # Answer id -> (when to forget it, its parts); part 0 went out with the reply.
+        self._parked: dict[str, tuple[float, list[bytes]]] = {}
+        self._parts_subject = ""
 
     async def start(self, subject: str) -> None:
+        # This process's own subject (no queue group): parts come from the engine holding them.
+        self._parts_subject = f"{subject}.parts.{secrets.token_hex(8)}"
+        self._parts_subscription = await self._nc.subscribe(self._parts_subject, cb=self._on_part)
         self._subscription = await self._nc.subscribe(subject, queue=QUEUE_GROUP, cb=self._on)
 
     async def stop(self) -> None:
@@ -138,6 +158,11 @@ class ServedApi:
         if subscription is not None:
             with contextlib.suppress(Exception):  # a closed connection has no interest left
                 await subscription.unsubscribe()
+        parts, self._parts_subscription = self._parts_subscription, None
+        if parts is not None:
+            with contextlib.suppress(Exception):
+                await parts.unsubscribe()
+        self._parked.clear()
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=STOP_TIMEOUT_S)
         for task in self._in_flight:
@@ -176,14 +201,69 @@ class ServedApi:
 
     async def _reply(self, msg: Msg, answer: HttpResponse) -> None:
         payload = encode(answer)
-        if len(payload) > self._nc.max_payload:
-            too_large = (
-                f"the answer is {len(payload):,} bytes, over the {self._nc.max_payload:,} a "
-                "NATS message carries; ask for less (limit=, a narrower time range)"
-            )
-            payload = encode(error_answer(502, "RESPONSE_TOO_LARGE", too_large))
+        part_size = max(self._nc.max_payload - PART_HEADROOM, 1)
+        headers = None
+        if len(payload) > part_size:
+            parts = [payload[i : i + part_size] for i in range(0, len(payload), part_size)]
+            answer_id = secrets.token_hex(12)
+            self._forget_expired()
+            self._parked[answer_id] = (time.monotonic() + PARTS_TTL_S, parts)
+            payload = parts[0]
+            headers = {
+                PARTS_HEADER: str(len(parts)),
+                ANSWER_HEADER: answer_id,
+                PARTS_SUBJECT_HEADER: self._parts_subject,
+            }
         with contextlib.suppress(Exception):  # the connection is gone: the gateway times out
-            await msg.respond(payload)
+            await self._nc.publish(msg.reply, payload, headers=headers)
+
+    async def _on_part(self, msg: Msg) -> None:
+        """A gateway asks for part `index` of a parked answer: `b"<answer id> <index>"`."""
+        if not msg.reply:
+            return
+        try:
+            answer_id, index_text = msg.data.decode("ascii").split(" ")
+            expires, parts = self._parked[answer_id]
+            index = int(index_text)
+            part = parts[index] if 0 < index < len(parts) else None
+        except (UnicodeDecodeError, ValueError, KeyError):
+            part = None
+        if part is None or time.monotonic() > expires:
+            # An empty reply: the gateway reports the answer as lost and the client retries.
+            part = b""
+        elif index == len(parts) - 1:
+            del self._parked[answer_id]  # the last part: the gateway has it all now
+        with contextlib.suppress(Exception):
+            await msg.respond(part)
+
+    def _forget_expired(self) -> None:
+        now = time.monotonic()
+        for answer_id in [k for k, (expires, _) in self._parked.items() if expires < now]:
+            del self._parked[answer_id]
+
+
+class AnswerLost(Exception):
+    """Part of an answer in parts could not be fetched (its engine stopped, or it expired)."""
+
+
+async def ask_engine(
+    nc: NATS, subject: str, request: HttpRequest, timeout_s: float
+) -> HttpResponse:
+    """Send `request` to the engine serving `subject`; the whole answer, fetched in parts if
+    it was too large for one message. Raises what `nc.request` raises, and `AnswerLost`."""
+    reply = await nc.request(subject, encode(request), timeout=timeout_s)
+    count = int((reply.headers or {}).get(PARTS_HEADER, "1"))
+    if count <= 1:
+        return decode_response(reply.data)
+    headers = reply.headers or {}
+    answer_id, parts_subject = headers[ANSWER_HEADER], headers[PARTS_SUBJECT_HEADER]
+    parts = [reply.data]
+    for index in range(1, count):
+        part = await nc.request(parts_subject, f"{answer_id} {index}".encode(), timeout=timeout_s)
+        if not part.data:
+            raise AnswerLost(f"part {index + 1} of {count} of the answer is no longer available")
+        parts.append(part.data)
+    return decode_response(b"".join(parts))
 
 
 async def serve_api(nc: NATS, subject: str, app: ASGIApp) -> ServedApi:

@@ -516,3 +516,43 @@ def test_run_asgi_hands_the_app_the_request_and_collects_a_streamed_answer() -> 
     assert scope["headers"] == [(b"authorization", b"Bearer k")]
     assert scope["client"] == ("10.0.0.7", 0)
     assert seen["body"] == b"{}"
+
+
+def test_an_answer_larger_than_a_nats_message_reaches_the_gateway_whole_in_parts(
+    nats_url: str,
+) -> None:
+    """An audit export of a long day is larger than one NATS message: it travels in parts."""
+    import nats
+
+    from api.nats_bridge import PARTS_HEADER, ask_engine, encode
+
+    body = random.Random(7).randbytes(3 * 1024 * 1024 + 17)
+
+    async def large_app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/csv")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+    async def scenario() -> tuple[HttpResponse, int, bytes]:
+        nc = await nats.connect(nats_url)
+        subject = f"hogx.bridge-{secrets.token_hex(4)}.api"
+        served = await serve_api(nc, subject, large_app)
+        try:
+            request = HttpRequest("GET", "/v1/audit/export", b"", [], b"")
+            answer = await ask_engine(nc, subject, request, 10)
+            first = await nc.request(subject, encode(request), timeout=10)
+            parts = int((first.headers or {})[PARTS_HEADER])
+            # Asking for a part nobody parked gets an empty answer, never someone else's data.
+            parts_subject = (first.headers or {})["Hogx-Parts-Subject"]
+            unknown = await nc.request(parts_subject, b"no-such-answer 1", timeout=5)
+            return answer, parts, unknown.data
+        finally:
+            await served.stop()
+            await nc.close()
+
+    answer, parts, unknown = asyncio.run(scenario())
+    assert answer.status == 200
+    assert answer.body == body
+    assert parts >= 4  # NATS carries at most 1 MiB per message by default
+    assert unknown == b""
