@@ -400,7 +400,8 @@ async def statement(
             "time": rfc3339(line.time_ns),
             "code": line.code,
             "asset": line.asset,
-            "reference_id": str(line.reference_id),
+            # A transfer between shards is referenced by its own transfer id, a string.
+            "reference_id": line.shard_transfer_id or str(line.reference_id),
             "available_change": line.available_change,
             "reserved_change": line.reserved_change,
             "available": line.available,

@@ -170,10 +170,15 @@ class StatementLineOut(BaseModel):
     time: str
     code: str = Field(
         description="deposit, withdrawal, hold, release, payment, buyer_fee, "
-        "seller_fee, excess_hold, delivery, delivery_in or delivery_out"
+        "seller_fee, excess_hold, delivery, delivery_in, delivery_out, transfer_out (cash "
+        "sent to another shard: in transit until it arrives) or transfer_in (cash arrived "
+        "from another shard)"
     )
     asset: str
-    reference_id: str = Field(description="the order or trade the transfer belongs to")
+    reference_id: str = Field(
+        description="the order or trade the transfer belongs to, the receipt (delivery_in) or "
+        "release (delivery_out), or the transfer_id of a transfer between shards; 0 for none"
+    )
     available_change: int
     reserved_change: int
     available: int

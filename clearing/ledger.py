@@ -6,12 +6,17 @@ a clearing house and its auditors rely on. TigerBeetle's model is the reference:
 - An *account* belongs to one (participant, asset, kind): `available` and `reserved` custody
   balances per participant, the fee account (participant `FEE_ACCOUNT`, `available`), and per
   asset the exchange's `external` account, the other side of every deposit and withdrawal, whose
-  balance goes negative by exactly what is in custody. Every account keeps a running balance.
+  balance goes negative by exactly what is in custody. With shards, cash moved to or from
+  another shard goes through the exchange's `in_transit` account instead: a transfer out
+  credits it, a transfer in debits it (so it holds what left this shard minus what arrived; it
+  may be negative, like `external`). Every account keeps a running balance.
 - A *transfer* debits one account and credits another with a positive integer amount of one
   asset; it never changes once written. Its id is derived from the journal sequence of the
   command that caused it and its index within that command (`transfer_id`), so applying the
   same command twice can never write it twice. Each transfer also records both accounts'
-  balances after it, which is what a statement's running balances are.
+  balances after it, which is what a statement's running balances are. A transfer between
+  shards also keeps the core's own transfer id (a string) and the other shard, in
+  `shard_transfers` under the ledger transfer's id.
 - A trade settles as linked transfers (cash buyer -> seller, goods seller -> buyer, fees and the
   buyer's unused hold) written in one database transaction with the trade's own row.
 - `ledger_state.last_applied_sequence` is updated in the same transaction as the rows it
@@ -19,8 +24,9 @@ a clearing house and its auditors rely on. TigerBeetle's model is the reference:
   process dies between batches or two writers race.
 
 Invariants (`check`): for every asset the sum of all balances is zero; no participant balance is
-negative; every running balance equals the sum of its account's transfers; and, given the
-in-memory accounts at the same sequence, the SQL balances equal them.
+negative; every running balance equals the sum of its account's transfers; every transfer
+between shards keeps its transfer id; and, given the in-memory accounts at the same sequence,
+the SQL balances equal them (and the in-transit balances the core's own transfers).
 
 The same SQLAlchemy Core code runs on SQLite (WAL; the embedded default, a file in the data dir)
 and on PostgreSQL through psycopg 3 (`postgresql+psycopg://...`); only the bulk insert differs
@@ -90,6 +96,7 @@ __all__ = [
     "LedgerStateMoved",
     "Posting",
     "PreparedBatch",
+    "ShardTransferRow",
     "Statement",
     "StatementLine",
     "TradeRow",
@@ -100,8 +107,9 @@ __all__ = [
     "transfer_id",
 ]
 
-# The exchange's external accounts (one per asset) belong to participant 0, kind `external`;
-# the fee account is the `available` VND account of `FEE_ACCOUNT` (also participant 0).
+# The exchange's external and in-transit accounts (one of each per asset) belong to participant
+# 0, kinds `external` and `in_transit`; the fee account is the `available` VND account of
+# `FEE_ACCOUNT` (also participant 0).
 EXTERNAL_ACCOUNT: Final = 0
 FEE_PARTICIPANT: Final = FEE_ACCOUNT
 # A transfer id is `sequence << TRANSFER_INDEX_BITS | index within the command`.
@@ -121,6 +129,13 @@ class AccountKind(StrEnum):
     AVAILABLE = "available"
     RESERVED = "reserved"
     EXTERNAL = "external"
+    IN_TRANSIT = "in_transit"
+
+
+# A participant's custody accounts; the others (`external`, `in_transit`) are the exchange's
+# own, the other side of cash and goods entering or leaving this shard's custody: they may go
+# negative and no participant sees them.
+_CUSTODY_KINDS: Final = (AccountKind.AVAILABLE.value, AccountKind.RESERVED.value)
 
 
 class TransferCode(StrEnum):
@@ -137,6 +152,8 @@ class TransferCode(StrEnum):
     DELIVERY = "delivery"  # seller reserved -> buyer available, the goods
     DELIVERY_IN = "delivery_in"  # external -> owner available: goods inspected into custody
     DELIVERY_OUT = "delivery_out"  # owner available -> external: goods delivered out
+    TRANSFER_OUT = "transfer_out"  # participant available -> in transit: cash to another shard
+    TRANSFER_IN = "transfer_in"  # in transit -> participant available: cash from another shard
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,6 +190,14 @@ class TradeRow(msgspec.Struct, frozen=True, array_like=True, gc=False):
     seller_fee_vnd: int
 
 
+class ShardTransferRow(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """What a transfer between shards was, beside its posting (the `index`-th of its entry)."""
+
+    index: int
+    shard_transfer_id: str  # the core's transfer id, the same on both shards
+    other_shard: str  # where the cash went (transfer out) or came from (transfer in)
+
+
 class LedgerEntry(msgspec.Struct, frozen=True, gc=False):
     """Everything one journaled command moved. Commands that move nothing still advance the
     ledger's sequence, so every sequence is accounted for and gaps are caught."""
@@ -181,6 +206,7 @@ class LedgerEntry(msgspec.Struct, frozen=True, gc=False):
     time_ns: int
     postings: Sequence[Posting] = ()
     trades: Sequence[TradeRow] = ()
+    shard_transfers: Sequence[ShardTransferRow] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,6 +226,9 @@ class StatementLine(msgspec.Struct, frozen=True):
     reserved_change: int
     available: int
     reserved: int
+    # A transfer between shards: the core's transfer id and the other shard ("" otherwise).
+    shard_transfer_id: str = ""
+    other_shard: str = ""
 
 
 class Statement(msgspec.Struct, frozen=True):
@@ -342,6 +371,14 @@ trades_table = Table(
     Index("ix_trades_seller", "seller_id", "trade_id"),
     Index("ix_trades_symbol_time", "symbol", "time_ns"),
 )
+shard_transfers_table = Table(
+    "shard_transfers",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=False),  # the ledger transfer's id
+    Column("shard_transfer_id", String(64), nullable=False),
+    Column("other_shard", String(32), nullable=False),
+    Index("ix_shard_transfers_shard_transfer_id", "shard_transfer_id"),
+)
 state_table = Table(
     "ledger_state",
     metadata,
@@ -351,6 +388,7 @@ state_table = Table(
 )
 
 _MAX_UPDATES_PER_STATEMENT: Final = 1_000
+_MAX_IDS_PER_QUERY: Final = 1_000  # in one `IN (...)` list
 _SQLITE_CHECKPOINT_PAGES: Final = 10_000
 _SQLITE_MAX_VARIABLES: Final = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 _ACCOUNT_COLUMNS: Final = ("id", "participant_id", "asset", "kind", "balance")
@@ -364,9 +402,11 @@ _COPY_TYPES: Final = {
         else "text"
         for c in table.columns
     ]
-    for table in (accounts_table, transfers_table, trades_table)
+    for table in (accounts_table, transfers_table, trades_table, shard_transfers_table)
 }
-_TABLES_IN_ORDER: Final = (accounts_table, transfers_table, trades_table, state_table)
+# Every table a batch inserts into, in the order it does.
+_INSERTED_TABLES: Final = (accounts_table, transfers_table, trades_table, shard_transfers_table)
+_TABLES_IN_ORDER: Final = (*_INSERTED_TABLES, state_table)
 # A batch's balance changes, by account id, in one statement: built with SQLAlchemy's `case`
 # they cost more to compile each time than to run.
 _PG_UPDATE_BALANCES: Final = (
@@ -432,6 +472,7 @@ class PreparedBatch:
         "last_time_ns",
         "new_accounts",
         "previous_sequence",
+        "shard_transfer_values",
         "trade_values",
         "transfer_values",
     )
@@ -445,6 +486,7 @@ class PreparedBatch:
         self.new_accounts: dict[AccountKey, int] = {}
         self.transfer_values: list[Any] = []
         self.trade_values: list[Any] = []
+        self.shard_transfer_values: list[Any] = []
         # PostgreSQL: each table's rows as binary COPY data, formatted by the planner so that
         # the writer only sends them (the values lists are then emptied).
         self.copy_data: dict[str, bytes] = {}
@@ -452,6 +494,17 @@ class PreparedBatch:
         self.balance_updates: dict[int, int] = {}  # account id -> delta, existing accounts
         self.last_sequence = 0
         self.last_time_ns = 0
+
+    def inserts(self) -> tuple[tuple[Table, list[Any]], ...]:
+        """Each table the batch inserts into, with its flattened rows, in `_INSERTED_TABLES`
+        order."""
+        values = (
+            self.account_values,
+            self.transfer_values,
+            self.trade_values,
+            self.shard_transfer_values,
+        )
+        return tuple(zip(_INSERTED_TABLES, values, strict=True))
 
 
 class _Accounts:
@@ -486,6 +539,7 @@ def _plan(entries: Sequence[LedgerEntry], accounts: _Accounts) -> PreparedBatch:
     ids, kinds, committed = accounts.ids, accounts.kinds, accounts.balances
     balances = dict(committed)  # a working copy: cheaper than tracking what was touched
     new_accounts, values, trade_values = plan.new_accounts, plan.transfer_values, plan.trade_values
+    shard_transfer_values = plan.shard_transfer_values
     next_id = accounts.next_id
     for entry in entries:
         sequence, time_ns, postings = entry.sequence, entry.time_ns, entry.postings
@@ -525,6 +579,10 @@ def _plan(entries: Sequence[LedgerEntry], accounts: _Accounts) -> PreparedBatch:
                 trade.buy_order_id, trade.sell_order_id, trade.buyer_fee_vnd,
                 trade.seller_fee_vnd,
             )  # fmt: skip
+        for row in entry.shard_transfers:
+            if not 0 <= row.index < len(postings):
+                raise LedgerInvariantError(f"sequence {sequence}: no transfer {row.index}")
+            shard_transfer_values += (base | row.index, row.shard_transfer_id, row.other_shard)
     accounts.next_id = next_id
     plan.balances = balances
     plan.balance_updates = {
@@ -544,13 +602,12 @@ def _plan(entries: Sequence[LedgerEntry], accounts: _Accounts) -> PreparedBatch:
 
 def _check_balances(plan: PreparedBatch, accounts: _Accounts) -> None:
     """A participant balance never ends a batch negative; nothing leaves BIGINT."""
-    external = AccountKind.EXTERNAL.value
     changed = itertools.chain(plan.balance_updates, plan.new_accounts.values())
     for account_id in changed:
         balance = plan.balances[account_id]
         if not -MAX_BALANCE <= balance <= MAX_BALANCE:
             raise LedgerInvariantError(f"account {account_id}: balance {balance} leaves BIGINT")
-        if balance < 0 and accounts.kinds[account_id] != external:
+        if balance < 0 and accounts.kinds[account_id] in _CUSTODY_KINDS:
             raise LedgerInvariantError(f"account {account_id} would go negative: {balance}")
 
 
@@ -672,13 +729,8 @@ class Ledger:
         """Binary COPY data of the batch's rows, formatted by the driver (in C) here in the
         planner's thread: the writer's thread then holds the GIL only to send it, and does not
         keep the database waiting for the next block while the planner runs."""
-        tables = (
-            (accounts_table, batch.account_values),
-            (transfers_table, batch.transfer_values),
-            (trades_table, batch.trade_values),
-        )
         with self.engine.connect() as connection, _driver_cursor(connection) as cursor:
-            for table, values in tables:
+            for table, values in batch.inserts():
                 if values:
                     batch.copy_data[table.name] = _binary_copy_data(cursor, table, values)
                     values.clear()
@@ -718,14 +770,12 @@ class Ledger:
         )
         if connection.execute(guard).rowcount != 1:
             raise _NotWhereExpected
-        if self.is_postgresql:
-            for table in (accounts_table, transfers_table, trades_table):
+        for table, values in batch.inserts():
+            if self.is_postgresql:
                 if table.name in batch.copy_data:
                     self._copy(connection, table, batch.copy_data[table.name])
-        else:
-            self._insert(connection, accounts_table, batch.account_values)
-            self._insert(connection, transfers_table, batch.transfer_values)
-            self._insert(connection, trades_table, batch.trade_values)
+            else:
+                self._insert(connection, table, values)
         if batch.balance_updates:
             self._update_balances(connection, batch.balance_updates)
 
@@ -819,9 +869,11 @@ class Ledger:
                 account_id: _balance_before(connection, account_id, first) for account_id in owned
             }
             rows = _statement_rows(connection, list(owned), first, end, limit + 1)
+            shard_transfers = _shard_transfers_of(connection, rows[:limit])
         return _build_statement(
-            participant_id, start_ns, end_ns, owned, opening_by_account, rows, limit
-        )
+            participant_id, start_ns, end_ns, owned, opening_by_account, rows, limit,
+            shard_transfers,
+        )  # fmt: skip
 
     def fills(
         self,
@@ -926,16 +978,22 @@ class Ledger:
         expected_balances: Mapping[tuple[int, str], tuple[int, int]] | None = None,
         *,
         at_sequence: int | None = None,
+        expected_in_transit: Mapping[str, int] | None = None,
     ) -> LedgerReport:
         """Verify the invariants in one consistent read:
 
-        - per asset, the sum of all balances (external accounts included) is zero;
-        - no participant balance is negative;
+        - per asset, the sum of all balances (external and in-transit accounts included) is
+          zero;
+        - no participant balance is negative (the exchange's external and in-transit accounts
+          may be);
         - every account's running balance equals credits minus debits of its transfers, and
           every transfer names existing accounts of its own asset;
+        - every transfer between shards, and only those, keeps its shard transfer id;
         - with `expected_balances` ((participant, asset) -> (available, reserved), e.g. the
           in-memory accounts), the SQL balances equal them; `at_sequence` says at which journal
-          sequence they were taken, and a ledger at another sequence is a problem.
+          sequence they were taken, and a ledger at another sequence is a problem;
+        - with `expected_in_transit` (asset -> cash transferred out of this shard minus cash
+          transferred in, by the core's own record), the in-transit accounts hold it.
         """
         self.ensure_ready()
         problems: list[str] = []
@@ -945,15 +1003,25 @@ class Ledger:
             accounts = connection.execute(select(*columns)).all()
             histories = _transfer_sums(connection)
             orphans = _orphan_transfers(connection)
+            unnamed = _unnamed_shard_transfers(connection)
             transfers = connection.execute(select(func.count()).select_from(transfers_table))
             transfer_count = transfers.scalar_one()
             trades = connection.execute(select(func.count()).select_from(trades_table))
             trade_count = trades.scalar_one()
         totals: dict[str, int] = {}
         actual: dict[tuple[int, str], tuple[int, int]] = {}
+        in_transit: dict[str, int] = {}
         for account_id, participant_id, asset, kind, balance in accounts:
             totals[asset] = totals.get(asset, 0) + balance
-            if kind == AccountKind.EXTERNAL:
+            history = histories.pop(account_id, 0)
+            if history != balance:
+                problems.append(
+                    f"account {account_id} ({participant_id} {asset} {kind}) has balance "
+                    f"{balance} but its transfers sum to {history}"
+                )
+            if kind == AccountKind.IN_TRANSIT and balance:
+                in_transit[asset] = balance
+            if kind not in _CUSTODY_KINDS:
                 continue
             if balance < 0:
                 problems.append(f"{kind} {asset} of participant {participant_id} is {balance}")
@@ -962,18 +1030,11 @@ class Ledger:
                 actual[(participant_id, asset)] = (balance, reserved)
             else:
                 actual[(participant_id, asset)] = (available, balance)
-            history = histories.pop(account_id, 0)
-            if history != balance:
-                problems.append(
-                    f"account {account_id} ({participant_id} {asset} {kind}) has balance "
-                    f"{balance} but its transfers sum to {history}"
-                )
-        for account_id, _participant_id, asset, kind, balance in accounts:
-            if kind == AccountKind.EXTERNAL and histories.pop(account_id, 0) != balance:
-                problems.append(f"external account {asset}: balance disagrees with transfers")
         problems += [f"transfers name unknown account {account_id}" for account_id in histories]
         if orphans:
             problems.append(f"{orphans} transfers name a missing account or another asset")
+        if unnamed:
+            problems.append(f"{unnamed} transfers between shards and shard transfer ids unpaired")
         problems += [f"asset {a}: balances sum to {t}, not 0" for a, t in totals.items() if t]
         if at_sequence is not None and at_sequence != last:
             problems.append(
@@ -981,6 +1042,11 @@ class Ledger:
             )
         if expected_balances is not None:
             problems += _compare(expected_balances, actual)
+        if expected_in_transit is not None:
+            for asset in sorted(set(expected_in_transit) | set(in_transit)):
+                want, got = expected_in_transit.get(asset, 0), in_transit.get(asset, 0)
+                if want != got:
+                    problems.append(f"in transit {asset}: SQL {got}, in memory {want}")
         return LedgerReport(
             ok=not problems,
             last_applied_sequence=last,
@@ -1099,9 +1165,7 @@ def _new_entries(entries: Sequence[LedgerEntry], last_applied: int) -> Sequence[
 
 def _participant_balances(connection: Connection) -> dict[tuple[int, str], tuple[int, int]]:
     a = accounts_table.c
-    query = select(a.participant_id, a.asset, a.kind, a.balance).where(
-        a.kind != AccountKind.EXTERNAL.value
-    )
+    query = select(a.participant_id, a.asset, a.kind, a.balance).where(a.kind.in_(_CUSTODY_KINDS))
     found: dict[tuple[int, str], tuple[int, int]] = {}
     for participant_id, asset, kind, balance in connection.execute(query):
         available, reserved = found.get((participant_id, asset), (0, 0))
@@ -1116,7 +1180,7 @@ def _custody_accounts(connection: Connection, participant_id: int) -> dict[int, 
     """account id -> (asset, kind) of the participant's available and reserved accounts."""
     a = accounts_table.c
     query = select(a.id, a.asset, a.kind).where(
-        and_(a.participant_id == participant_id, a.kind != AccountKind.EXTERNAL.value)
+        and_(a.participant_id == participant_id, a.kind.in_(_CUSTODY_KINDS))
     )
     return {account_id: (asset, kind) for account_id, asset, kind in connection.execute(query)}
 
@@ -1185,6 +1249,22 @@ def _statement_rows(
     return [found[key] for key in sorted(found)][:limit]
 
 
+def _shard_transfers_of(connection: Connection, rows: list[Any]) -> dict[int, tuple[str, str]]:
+    """transfer id -> (shard transfer id, other shard) of the transfers between shards among
+    `rows` (at most a statement's lines: one query per chunk of them)."""
+    codes = (TransferCode.TRANSFER_OUT.value, TransferCode.TRANSFER_IN.value)
+    ids = [row.id for row in rows if row.code in codes]
+    s = shard_transfers_table.c
+    found: dict[int, tuple[str, str]] = {}
+    for start in range(0, len(ids), _MAX_IDS_PER_QUERY):
+        query = select(s.id, s.shard_transfer_id, s.other_shard).where(
+            s.id.in_(ids[start : start + _MAX_IDS_PER_QUERY])
+        )
+        for transfer, shard_transfer_id, other_shard in connection.execute(query):
+            found[transfer] = (shard_transfer_id, other_shard)
+    return found
+
+
 def _build_statement(
     participant_id: int,
     start_ns: int,
@@ -1193,6 +1273,7 @@ def _build_statement(
     opening_by_account: dict[int, int],
     rows: list[Any],
     limit: int,
+    shard_transfers: dict[int, tuple[str, str]],
 ) -> Statement:
     running: dict[str, list[int]] = {}  # asset -> [available, reserved]
     for account_id, (asset, kind) in owned.items():
@@ -1224,6 +1305,7 @@ def _build_statement(
                 changes[1],
                 balances[0],
                 balances[1],
+                *shard_transfers.get(row.id, ("", "")),
             )
         )
     closing = {asset: (b[0], b[1]) for asset, b in sorted(running.items())}
@@ -1270,6 +1352,24 @@ def _orphan_transfers(connection: Connection) -> int:
         )
         total += connection.execute(query).scalar_one()
     return total
+
+
+def _unnamed_shard_transfers(connection: Connection) -> int:
+    """Transfers between shards without their `shard_transfers` row, plus rows of that table
+    that name no transfer between shards."""
+    t, s = transfers_table.c, shard_transfers_table.c
+    codes = (TransferCode.TRANSFER_OUT.value, TransferCode.TRANSFER_IN.value)
+    unnamed = (
+        select(func.count())
+        .select_from(transfers_table.outerjoin(shard_transfers_table, s.id == t.id))
+        .where(t.code.in_(codes), s.id.is_(None))
+    )
+    stray = (
+        select(func.count())
+        .select_from(shard_transfers_table.outerjoin(transfers_table, t.id == s.id))
+        .where(t.id.is_(None) | t.code.not_in(codes))
+    )
+    return int(connection.execute(unnamed).scalar_one() + connection.execute(stray).scalar_one())
 
 
 def _compare(

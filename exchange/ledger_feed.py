@@ -18,6 +18,10 @@ Event -> transfer mapping (zero amounts skipped). With it, the SQL balances equa
     FundsWithdrawn   participant available   -> external
     GoodsDelivered   external                -> owner available     lots (reference: receipt id)
     GoodsReleased    owner available         -> external            lots (reference: release id)
+    CashTransferredOut  participant available -> in transit     VND sent to another shard
+    CashTransferredIn   in transit -> participant available     VND from another shard
+                     + a shard_transfers row each: the core's transfer id, the other shard
+                     (TransferRepeated, a phase sent again, moved nothing: nothing booked)
     FundsHeld        participant available   -> participant reserved
     FundsReleased    participant reserved    -> participant available
     Settlement       cash  buyer reserved    -> seller available    notional
@@ -55,12 +59,15 @@ from clearing.ledger import (
     LedgerStateMoved,
     Posting,
     PreparedBatch,
+    ShardTransferRow,
     TradeRow,
     TransferCode,
 )
 from exchange.commands import decode_command
 from exchange.core import ExchangeCore
 from exchange.events import (
+    CashTransferredIn,
+    CashTransferredOut,
     Event,
     FundsDeposited,
     FundsHeld,
@@ -82,6 +89,7 @@ __all__ = [
     "entries_of",
     "entry_of",
     "expected_balances_at",
+    "in_transit_of",
     "replay_into",
 ]
 
@@ -97,6 +105,7 @@ DEFAULT_RETRY_MAX_S: Final = 2.0
 AVAILABLE: Final = AccountKind.AVAILABLE
 RESERVED: Final = AccountKind.RESERVED
 EXTERNAL: Final = AccountKind.EXTERNAL
+IN_TRANSIT: Final = AccountKind.IN_TRANSIT
 HOLD: Final = TransferCode.HOLD
 RELEASE: Final = TransferCode.RELEASE
 Balances = dict[tuple[int, str], tuple[int, int]]
@@ -119,6 +128,8 @@ _MOVING: Final[frozenset[type]] = frozenset(
         FundsWithdrawn,
         GoodsDelivered,
         GoodsReleased,
+        CashTransferredOut,
+        CashTransferredIn,
     )
 )
 _moves = _MOVING.__contains__
@@ -130,6 +141,7 @@ def entry_of(sequence: int, time_ns: int, events: Sequence[Event]) -> LedgerEntr
         return LedgerEntry(sequence, time_ns)
     postings: list[Posting] = []
     trades: list[TradeRow] = []
+    shard_transfers: list[ShardTransferRow] = []
     trade: Trade | None = None
     add = postings.append
     for event in itertools.compress(events, map(_moves, map(type, events))):
@@ -187,7 +199,28 @@ def entry_of(sequence: int, time_ns: int, events: Sequence[Event]) -> LedgerEntr
                     event.participant_id, AVAILABLE, EXTERNAL_ACCOUNT, EXTERNAL,
                 )
             )  # fmt: skip
-    return LedgerEntry(sequence, time_ns, postings, trades or ())
+        elif type(event) is CashTransferredOut or type(event) is CashTransferredIn:
+            _between_shards(event, postings, shard_transfers)
+    return LedgerEntry(sequence, time_ns, postings, trades or (), shard_transfers or ())
+
+
+def _between_shards(
+    event: CashTransferredOut | CashTransferredIn,
+    postings: list[Posting],
+    shard_transfers: list[ShardTransferRow],
+) -> None:
+    """One phase of a transfer between shards: the participant's cash goes into this shard's
+    in-transit account (out) or comes out of it (in), with the core's transfer id beside it."""
+    participant = (event.participant_id, AVAILABLE)
+    in_transit = (EXTERNAL_ACCOUNT, IN_TRANSIT)
+    if isinstance(event, CashTransferredOut):
+        code, other_shard = TransferCode.TRANSFER_OUT, event.to_shard
+        (debit, debit_kind), (credit, credit_kind) = participant, in_transit
+    else:
+        code, other_shard = TransferCode.TRANSFER_IN, event.from_shard
+        (debit, debit_kind), (credit, credit_kind) = in_transit, participant
+    shard_transfers.append(ShardTransferRow(len(postings), event.transfer_id, other_shard))
+    postings.append(Posting(code, CASH, event.amount, debit, debit_kind, credit, credit_kind))
 
 
 def _settle(s: Settlement, trade: Trade, postings: list[Posting], trades: list[TradeRow]) -> None:
@@ -271,6 +304,15 @@ def replay_into(
     return applied
 
 
+def in_transit_of(core: ExchangeCore) -> dict[str, int]:
+    """What the shard's in-transit account holds by the core's own record (asset -> cash
+    transferred out of this shard minus cash transferred in), in the shape `Ledger.check`
+    compares: zero omitted."""
+    moved = sum(t.amount for t in core.transfers_out.values())
+    moved -= sum(t.amount for t in core.transfers_in.values())
+    return {CASH: moved} if moved else {}
+
+
 def expected_balances_at(data_dir: Path, sequence: int) -> Balances:
     """The in-memory balances at journal `sequence`, rebuilt from the snapshot and journal."""
     return balances_of(_core_at(data_dir, sequence).accounts)
@@ -289,17 +331,20 @@ def _core_at(data_dir: Path, sequence: int) -> ExchangeCore:
 
 def check_ledger(ledger: Ledger, data_dir: Path, *, attempts: int = 3) -> LedgerReport:
     """`hogx ledger check`: every invariant, and SQL balances equal to the in-memory accounts
-    rebuilt from the journal at the ledger's own sequence (retried if the ledger moves on)."""
+    rebuilt from the journal at the ledger's own sequence, the in-transit accounts to the
+    core's transfers between shards (retried if the ledger moves on)."""
     report: LedgerReport | None = None
     for _ in range(attempts):
         last = ledger.last_applied_sequence()
         try:
-            expected = expected_balances_at(data_dir, last)
+            core = _core_at(data_dir, last)
         except JournalCorruptError as error:
             report = ledger.check()
             problem = f"cannot rebuild the accounts at sequence {last} from the journal: {error}"
             return msgspec.structs.replace(report, ok=False, problems=[*report.problems, problem])
-        report = ledger.check(expected, at_sequence=last)
+        report = ledger.check(
+            balances_of(core.accounts), at_sequence=last, expected_in_transit=in_transit_of(core)
+        )
         if report.last_applied_sequence == last:
             return report
     assert report is not None

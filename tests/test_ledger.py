@@ -19,8 +19,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import alembic.command
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from conftest import postgres_server
 from hypothesis import HealthCheck, given, settings
@@ -30,12 +32,15 @@ from sqlalchemy import create_engine, text
 from benchmarks.workload import INSTRUMENTS, MarketWorkload, key_hash
 from clearing.ledger import (
     EXTERNAL_ACCOUNT,
+    FEE_PARTICIPANT,
+    MIGRATIONS_DIR,
     AccountKind,
     Ledger,
     LedgerEntry,
     LedgerGap,
     LedgerInvariantError,
     Posting,
+    ShardTransferRow,
     TransferCode,
     metadata,
     transfer_id,
@@ -43,15 +48,17 @@ from clearing.ledger import (
 from exchange import commands as c
 from exchange.commands import encode_command
 from exchange.core import ExchangeCore
+from exchange.events import CashTransferredIn, CashTransferredOut, Event, TransferRepeated
 from exchange.instruments import Instrument, InstrumentKind
 from exchange.journal import Journal
-from exchange.ledger_feed import balances_of, entry_of, replay_into
+from exchange.ledger_feed import balances_of, check_ledger, entry_of, in_transit_of, replay_into
 from exchange.participants import Role
 from exchange.snapshots import build_snapshot, journal_dir
 from matching_engine import OrderType, Side
 
 T0_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 AVAILABLE, RESERVED, EXTERNAL = AccountKind.AVAILABLE, AccountKind.RESERVED, AccountKind.EXTERNAL
+IN_TRANSIT = AccountKind.IN_TRANSIT
 
 # ------------------------------------------------------------------------------------------------
 # Databases: a fresh, empty one for every ledger a test opens.
@@ -143,6 +150,7 @@ class Session:
         self.core = ExchangeCore()
         self.entries: list[LedgerEntry] = []
         self.commands: list[c.Command] = []
+        self.events: list[list[Event]] = []  # each command's
         self.journal = (
             None if data_dir is None else Journal.open(journal_dir(data_dir), fsync=False)
         )
@@ -154,6 +162,7 @@ class Session:
             self.journal.append_batch([(sequence, time_ns, encode_command(command))])
         events = self.core.apply(command, sequence, time_ns)
         self.commands.append(command)
+        self.events.append(events)
         entry = entry_of(sequence, time_ns, events)
         self.entries.append(entry)
         self.last_events = events
@@ -206,6 +215,44 @@ def test_migrations_create_exactly_the_tables_the_code_uses(
         )
         differences = compare_metadata(context, metadata)
     assert differences == []
+
+
+def test_the_in_transit_migration_keeps_a_ledger_written_before_it(databases: Databases) -> None:
+    """Revision 0003 widens the account kinds (SQLite copies the table to change its check)
+    and adds `shard_transfers`: the rows written at 0002 stay, and transfers book on top."""
+    ledger = Ledger(databases.url())
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with ledger.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            alembic.command.upgrade(config, "0002")
+        with ledger.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO accounts VALUES (1, 0, 'VND', 'external', -100),"
+                    " (2, 7, 'VND', 'available', 100)"
+                )
+            )
+            connection.execute(
+                text("INSERT INTO transfers VALUES (:id, 1, :t, 'deposit', 'VND', 1, 2, 100, 0,"
+                     " -100, 100)"),
+                {"id": transfer_id(1, 0), "t": T0_NS + 1},
+            )  # fmt: skip
+            connection.execute(text("UPDATE ledger_state SET last_applied_sequence = 1"))
+        before = ledger.rows()  # migrates to the newest revision first
+        assert before["accounts"] == [
+            (1, 0, "VND", "external", -100),
+            (2, 7, "VND", "available", 100),
+        ]
+        posting = Posting(
+            TransferCode.TRANSFER_OUT, "VND", 40, 7, AVAILABLE, EXTERNAL_ACCOUNT, IN_TRANSIT
+        )
+        ledger.apply([LedgerEntry(2, T0_NS + 2, [posting], (), [ShardTransferRow(0, "t-1", "x")])])
+        assert ledger.check({(7, "VND"): (60, 0)}, expected_in_transit={"VND": 40}).ok
+        assert ledger.rows()["accounts"][2] == (3, 0, "VND", "in_transit", 40)
+    finally:
+        ledger.close()
 
 
 def test_opening_a_ledger_again_keeps_its_rows(databases: Databases) -> None:
@@ -523,6 +570,179 @@ def test_fills_come_newest_first_with_a_cursor_for_the_next_page(
 
 
 # ------------------------------------------------------------------------------------------------
+# Transfers between shards: each phase moves cash between a participant's available account and
+# the in-transit account of the shard's ledger; a phase sent again books nothing.
+
+OUT, IN, BACK = 3_000_000_000, 500_000_000, 100_000_000
+
+
+def shard_session(data_dir: Path | None = None) -> Session:
+    """Shard `north`: participants 1 (a buyer with an order resting, so some of its cash is
+    reserved) and 2 (a seller), funded, and one listed instrument."""
+    session = Session(data_dir)
+    session.run(c.ConfigureShard(1, "north"))
+    session.run(c.RegisterParticipant("buyer", Role.TRADER, key_hash("buyer")))
+    session.run(c.RegisterParticipant("seller", Role.TRADER, key_hash("seller")))
+    session.run(c.ListInstrument(HOG))
+    session.run(c.Deposit(1, "VND", 10_000_000_000))
+    session.run(c.Deposit(2, HOG.symbol, 50))
+    session.run(limit(1, Side.BUY, 60_000, 10))
+    return session
+
+
+def move_cash(session: Session) -> dict[str, LedgerEntry]:
+    """Cash out to `south` and in from `main`, each phase sent twice, a clashing id, a trade,
+    and cash the seller earned sent back to `main`."""
+    return {
+        "out": session.run(c.TransferOut(1, OUT, "t-1", "south")),
+        "out again": session.run(c.TransferOut(1, OUT, "t-1", "south")),
+        "in": session.run(c.TransferIn(2, IN, "t-2", "main")),
+        "in again": session.run(c.TransferIn(2, IN, "t-2", "main")),
+        "clash": session.run(c.TransferOut(1, 1, "t-1", "south")),
+        "trade": session.run(limit(2, Side.SELL, 60_000, 4)),
+        "back": session.run(c.TransferOut(2, BACK, "t-3", "main")),
+    }
+
+
+def shard_ledger(
+    open_ledger: Callable[[], Ledger],
+) -> tuple[Session, dict[str, LedgerEntry], Ledger]:
+    """A `shard_session` that moved cash (`move_cash`), applied to a new ledger."""
+    session = shard_session()
+    moved = move_cash(session)
+    ledger = open_ledger()
+    ledger.apply(session.entries)
+    return session, moved, ledger
+
+
+def test_a_transfer_out_books_cash_into_transit_and_a_transfer_in_out_of_it(
+    open_ledger: Callable[[], Ledger],
+) -> None:
+    session, _, ledger = shard_ledger(open_ledger)
+
+    report = ledger.check(
+        balances_of(session.core.accounts),
+        at_sequence=session.core.last_sequence,
+        expected_in_transit=in_transit_of(session.core),
+    )
+    assert report.ok, report.text()
+    assert report.asset_totals == {"VND": 0, HOG.symbol: 0}
+    assert ledger.balances() == balances_of(session.core.accounts)
+    rows = ledger.rows()
+    owners = {row[0]: row[1:4] for row in rows["accounts"]}
+    booked = [
+        (row[3], owners[row[5]], owners[row[6]], row[7])
+        for row in rows["transfers"]
+        if row[3] in ("transfer_out", "transfer_in")
+    ]
+    assert booked == [
+        ("transfer_out", (1, "VND", "available"), (0, "VND", "in_transit"), OUT),
+        ("transfer_in", (0, "VND", "in_transit"), (2, "VND", "available"), IN),
+        ("transfer_out", (2, "VND", "available"), (0, "VND", "in_transit"), BACK),
+    ]
+    in_transit = [row[2:] for row in rows["accounts"] if row[3] == "in_transit"]
+    assert in_transit == [("VND", "in_transit", OUT - IN + BACK)]
+    assert in_transit_of(session.core) == {"VND": OUT - IN + BACK}
+
+
+def test_a_transfer_sent_again_or_refused_books_nothing(
+    open_ledger: Callable[[], Ledger],
+) -> None:
+    session, moved, ledger = shard_ledger(open_ledger)
+    for name in ("out again", "in again", "clash"):
+        assert moved[name].postings == () and moved[name].shard_transfers == (), name
+    sequences = {row[1] for row in ledger.rows()["transfers"]}
+    assert not sequences & {moved[name].sequence for name in ("out again", "in again", "clash")}
+    assert ledger.last_applied_sequence() == session.core.last_sequence
+
+
+def test_a_transfer_between_shards_keeps_its_transfer_id_and_the_other_shard(
+    open_ledger: Callable[[], Ledger],
+) -> None:
+    _, moved, ledger = shard_ledger(open_ledger)
+    rows = ledger.rows()
+    assert rows["shard_transfers"] == [
+        (transfer_id(moved["out"].sequence, 0), "t-1", "south"),
+        (transfer_id(moved["in"].sequence, 0), "t-2", "main"),
+        (transfer_id(moved["back"].sequence, 0), "t-3", "main"),
+    ]
+    codes = {row[0]: row[3] for row in rows["transfers"]}
+    assert [codes[row[0]] for row in rows["shard_transfers"]] == [
+        "transfer_out",
+        "transfer_in",
+        "transfer_out",
+    ]
+
+
+def test_a_statement_shows_the_transfers_between_shards(
+    open_ledger: Callable[[], Ledger],
+) -> None:
+    session, moved, ledger = shard_ledger(open_ledger)
+
+    buyer = ledger.statement(1)
+    (out,) = [line for line in buyer.lines if line.code == "transfer_out"]
+    assert (out.asset, out.available_change, out.reserved_change) == ("VND", -OUT, 0)
+    assert (out.shard_transfer_id, out.other_shard) == ("t-1", "south")
+    assert (out.sequence, out.reference_id) == (moved["out"].sequence, 0)
+    (sent,) = session.events[moved["out"].sequence - 1]
+    assert isinstance(sent, CashTransferredOut) and out.available == sent.available
+    assert buyer.closing["VND"] == ledger.balance(1, "VND")
+
+    seller = ledger.statement(2)
+    moves = [
+        (line.code, line.available_change, line.shard_transfer_id, line.other_shard)
+        for line in seller.lines
+        if line.asset == "VND"
+    ]
+    assert moves[0] == ("transfer_in", IN, "t-2", "main")
+    (arrived,) = session.events[moved["in"].sequence - 1]
+    assert isinstance(arrived, CashTransferredIn) and arrived.available == IN
+    assert moves[-1] == ("transfer_out", -BACK, "t-3", "main")
+    assert all(line.shard_transfer_id == "" for line in seller.lines if line.code == "payment")
+    assert seller.closing["VND"] == ledger.balance(2, "VND")
+    # The exchange's own participant sees its fees, never the in-transit account.
+    fees = ledger.statement(FEE_PARTICIPANT)
+    assert {line.code for line in fees.lines} == {"buyer_fee", "seller_fee"}
+
+
+def test_check_compares_the_in_transit_account_and_keeps_transfer_ids_paired(
+    open_ledger: Callable[[], Ledger],
+) -> None:
+    session, _, ledger = shard_ledger(open_ledger)
+    report = ledger.check(expected_in_transit={"VND": OUT})
+    assert report.problems == [f"in transit VND: SQL {OUT - IN + BACK}, in memory {OUT}"]
+    with ledger.engine.begin() as connection:
+        connection.execute(text("DELETE FROM shard_transfers WHERE shard_transfer_id = 't-2'"))
+    report = ledger.check(balances_of(session.core.accounts))
+    assert report.problems == ["1 transfers between shards and shard transfer ids unpaired"]
+
+
+def test_a_shard_ledger_rebuilt_from_the_journal_has_the_same_rows(
+    open_ledger: Callable[[], Ledger], tmp_path: Path
+) -> None:
+    session = shard_session(tmp_path)
+    moved = move_cash(session)
+    repeats = [
+        session.run(c.TransferOut(1, OUT, "t-1", "south")),  # after the snapshot below
+        session.run(c.TransferIn(2, IN, "t-2", "main")),
+    ]
+    assert [type(e) for e in session.last_events] == [TransferRepeated]
+    assert all(entry.postings == () for entry in repeats)
+    session.close()
+    live, rebuilt = open_ledger(), open_ledger()
+    live.apply(session.entries)
+    last = session.core.last_sequence
+
+    middle = moved["in"].sequence
+    build_snapshot(tmp_path, middle)
+    assert replay_into(rebuilt.apply, tmp_path, 0, middle, max_batch_commands=3) == middle
+    assert replay_into(rebuilt.apply, tmp_path, middle, last) == last
+    assert rebuilt.rows() == live.rows()
+    report = check_ledger(rebuilt, tmp_path)  # what `hogx ledger check` runs
+    assert report.ok and report.compared_with_memory, report.text()
+
+
+# ------------------------------------------------------------------------------------------------
 # The property: random sessions keep every invariant, and the journal rebuilds the same rows.
 
 TRADERS = 4
@@ -532,6 +752,11 @@ step = st.one_of(
     st.tuples(st.just("orders"), st.integers(1, 40)),
     st.tuples(st.just("deposit"), traders, assets, st.integers(1, 10**9)),
     st.tuples(st.just("withdraw"), traders, assets, st.integers(1, 110)),  # percent of available
+    # Cash to and from other shards: out a percent of available VND, in an amount, or the last
+    # transfer sent again (it books nothing).
+    st.tuples(st.just("transfer_out"), traders, st.just("VND"), st.integers(1, 110)),
+    st.tuples(st.just("transfer_in"), traders, st.just("VND"), st.integers(1, 10**9)),
+    st.tuples(st.just("transfer_again")),
 )
 
 
@@ -556,14 +781,29 @@ def test_random_sessions_keep_every_invariant_and_rebuild_identically(
 ) -> None:
     data_dir = tmp_path_factory.mktemp("session")
     session = Session(data_dir)
+    session.run(c.ConfigureShard(0, "main"))  # index 0: ids as without shards
     workload = MarketWorkload(seed, traders=TRADERS)
     for command in workload.setup():
         session.run(command)
+    transfers: list[c.Command] = []
     for kind, *args in steps:
         if kind == "orders":
             for _ in range(int(args[0])):  # type: ignore[call-overload]
                 session.run(workload.next_command())
                 workload.observe(session.last_events)
+        elif kind == "transfer_again":
+            if transfers:
+                session.run(transfers[-1])
+        elif kind in ("transfer_out", "transfer_in"):
+            participant, _, amount = args
+            assert isinstance(participant, int) and isinstance(amount, int)
+            name = f"t-{len(session.commands)}"
+            if kind == "transfer_out":  # a share of the available cash; over 100% is refused
+                amount = max(1, session.core.accounts.available(participant, "VND") * amount // 100)
+                transfers.append(c.TransferOut(participant, amount, name, "north"))
+            else:
+                transfers.append(c.TransferIn(participant, amount, name, "south"))
+            session.run(transfers[-1])
         else:
             participant, asset, amount = args
             assert isinstance(participant, int) and isinstance(asset, str)
@@ -590,7 +830,11 @@ def test_random_sessions_keep_every_invariant_and_rebuild_identically(
             position += len(batch)
             assert live.balances() == balances_of(replay.accounts)
         last = session.core.last_sequence
-        report = live.check(balances_of(session.core.accounts), at_sequence=last)
+        report = live.check(
+            balances_of(session.core.accounts),
+            at_sequence=last,
+            expected_in_transit=in_transit_of(session.core),
+        )
         assert report.ok, report.text()
         assert_statements_add_up(live, session, snapshot_at)
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import subprocess
 import sys
 import time
 import uuid
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 import nats
 import pytest
+from conftest import REPO
 from test_gateway import Process, spawn
 from websockets.asyncio.client import connect
 
@@ -219,6 +221,40 @@ def test_cash_is_only_spendable_on_the_shard_that_holds_it(cluster: ShardedClust
         "amount": 400_000, "from_shard": main, "to_shard": ocop, "transfer_id": "t-1"})  # fmt: skip
     assert again.status_code == retried.status_code == 201
     assert cash_of(account(trader)["balances"]) == (400_000, 600_000)  # moved once, not twice
+
+
+def test_each_shards_ledger_books_its_phase_of_a_transfer(
+    cluster: ShardedCluster, tmp_path: Path
+) -> None:
+    """Each shard's statement shows its phase, referenced by the transfer id, and `hogx ledger
+    check` finds every invariant on both shards (the in-transit accounts included)."""
+    trader, _, _ = set_up(cluster)
+    main, ocop = cluster.shards
+    moved = trader.post("/v1/account/transfers", json={"amount": 250_000, "from_shard": main,
+                        "to_shard": ocop, "transfer_id": "t-ledger"})  # fmt: skip
+    assert moved.status_code == 201, moved.text
+
+    def lines(shard: str) -> list[tuple[str, str, int, int]]:
+        answer = trader.get("/v1/account/statement", params={"shard": shard})
+        assert answer.status_code == 200, answer.text
+        return [
+            (line["code"], line["reference_id"], line["available_change"], line["available"])
+            for line in answer.json()["lines"]
+        ]
+
+    assert lines(main) == [
+        ("deposit", "0", CASH, CASH),
+        ("transfer_out", "t-ledger", -250_000, CASH - 250_000),
+    ]
+    assert lines(ocop) == [("transfer_in", "t-ledger", 250_000, 250_000)]
+    for shard in cluster.shards:
+        checked = subprocess.run(
+            [sys.executable, "-m", "exchange.cli", "ledger", "check", "--data-dir",
+             str(tmp_path / shard)],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "ok: true" in checked.stdout and "VND 0" in checked.stdout, checked.stdout
 
 
 def test_racing_orders_and_transfers_never_spend_the_same_cash_twice(
