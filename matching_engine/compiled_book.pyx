@@ -17,12 +17,14 @@ What differs is storage, never behaviour:
   best level last; a level is found by binary search over C fields.
 * The `Order` structs that the auction, snapshots and the exchange read are made on demand
   (`order()`, `resting_orders()`, or the one given to `restore_order()`), kept by the record
-  and kept in sync with it from then on, so a caller sees a live view, as with `book.py`.
+  and kept in sync with it for as long as anyone else holds it, so a caller sees a live view,
+  as with `book.py`; one that nobody holds any more is dropped, not updated.
 """
 
 cimport cython
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_REFCNT
 from cpython.dict cimport PyDict_GetItem
 
 from matching_engine import auction
@@ -194,19 +196,28 @@ cdef inline _Resting _new_record(
 
 
 cdef inline void _sync_view(_Resting rec) except *:
-    """Mirror a record's quantities onto the `Order` handed out for it (rare: call phases)."""
+    """Mirror a record's quantities onto the `Order` handed out for it, while anyone holds it.
+
+    A view that only the record still refers to can be seen by no one: it is dropped rather
+    than updated (a later `order()` makes a fresh one), so keeping views costs nothing once
+    their readers (a snapshot, an auction) are done with them.
+    """
+    if Py_REFCNT(rec.view) == 1:
+        rec.view = None
+        return
     view = rec.view
     view.quantity = rec.quantity
     view.remaining = rec.remaining
 
 
 cdef inline void _end_view(_Resting rec) except *:
-    """The order left the book: its handed-out `Order`, if any, stops being live."""
+    """The order left the book: its handed-out `Order`, if anyone holds it, stops being live."""
     view = rec.view
     if view is not None:
-        view.remaining = rec.remaining
-        view.live = False
         rec.view = None
+        if Py_REFCNT(view) > 1:  # held elsewhere, not just by this local name
+            view.remaining = rec.remaining
+            view.live = False
 
 
 cdef class OrderBook:
