@@ -9,11 +9,19 @@ structs they are, exceptions by type), equal queries (depth, best prices, open o
 priority order, `order()`) and an equal state digest, so a journal replays to the same digest
 on either. `Order` objects taken from `order()` earlier are compared too: both books keep
 them live (updated in place, `live` false once the order leaves the book).
+
+Then the whole exchange: a seeded session with call phases and auctions runs through
+`ExchangeCore` once on each book (`digest_child.py`) and must end with the same state digest
+and the very same events.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -32,7 +40,7 @@ from matching_engine import (
     Side,
     TimeInForce,
 )
-from matching_engine.implementation import CompiledOrderBook, PythonOrderBook
+from matching_engine.implementation import PURE_PYTHON_ENV, CompiledOrderBook, PythonOrderBook
 
 pytestmark = pytest.mark.skipif(CompiledOrderBook is None, reason=NOT_BUILT)
 
@@ -229,3 +237,34 @@ PythonVersusCompiled.TestCase.settings = settings(
     max_examples=300, stateful_step_count=60, deadline=None
 )
 TestPythonVersusCompiled = PythonVersusCompiled.TestCase
+
+
+# ---------------------------------------------------------------------- the whole exchange
+
+DIGEST_CHILD = Path(__file__).resolve().parent / "digest_child.py"
+
+
+def exchange_fingerprint(seed: int, *, pure_python: bool) -> list[str]:
+    """(implementation, core digest, events hash) of a seeded session on one book."""
+    env = {k: v for k, v in os.environ.items() if k != PURE_PYTHON_ENV}
+    if pure_python:
+        env[PURE_PYTHON_ENV] = "1"
+    result = subprocess.run(
+        [sys.executable, str(DIGEST_CHILD), str(seed), "4000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_exchange_ends_in_the_same_state_with_the_same_events_on_either_book(
+    seed: int,
+) -> None:
+    python = exchange_fingerprint(seed, pure_python=True)
+    compiled = exchange_fingerprint(seed, pure_python=False)
+    assert (python[0], compiled[0]) == ("python", "compiled")
+    assert python[1:] == compiled[1:]
