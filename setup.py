@@ -15,10 +15,14 @@ def compiled_book() -> list[Extension]:
     extension = Extension(
         "matching_engine.compiled_book",
         ["matching_engine/compiled_book.pyx"],
-        optional=True,  # a failed compile (no compiler, no headers) is a warning, not an error
         extra_compile_args=["-O2"],
     )
-    return list(cythonize([extension], language_level=3, quiet=True))
+    extensions = list(cythonize([extension], language_level=3, quiet=True))
+    for built in extensions:
+        # A failed compile (no compiler, no headers) is then a warning, not an error. Set after
+        # cythonize(), which makes new Extension objects without this flag.
+        built.optional = True
+    return extensions
 
 
 setup(ext_modules=compiled_book())
