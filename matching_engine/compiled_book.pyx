@@ -547,7 +547,12 @@ cdef class OrderBook:
 
     def remove_order(self, order):
         """Take an open order out of the book (its closing event is the caller's to send)."""
-        return self._remove_resting(self._orders[order.order_id])
+        cdef _Resting rec = self._orders[order.order_id]
+        view = rec.view
+        level_changed = self._remove_resting(rec)
+        if order is not view:  # a caller's own copy: ended as book.py would
+            order.live = False
+        return level_changed
 
     def next_trade_id(self):
         ids = self._ids
@@ -773,7 +778,7 @@ cdef class OrderBook:
             events.append(
                 _BookLevelChanged(
                     self.symbol,
-                    SELL if taker.is_buy else BUY,
+                    maker.side,  # the last maker met, as in book.py
                     level.price_obj,
                     level.quantity,
                     level.count,
