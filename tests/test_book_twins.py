@@ -3,12 +3,13 @@
 A hypothesis state machine drives one `MatchingEngine` on each implementation with the same
 random commands: every order type and time in force, post-only and all-or-none orders,
 participants trading with themselves, cancels, amends (matching, and in a call phase not),
-day-order expiry, call phases (`rest`, `indicative_price`, `uncross`) and new rules that move
-the band. After every command it requires equal results (event lists compared as the msgspec
-structs they are, exceptions by type), equal queries (depth, best prices, open orders in
-priority order, `order()`) and an equal state digest, so a journal replays to the same digest
-on either. `Order` objects taken from `order()` earlier are compared too: both books keep
-them live (updated in place, `live` false once the order leaves the book).
+day-order expiry, call phases (`rest`, `indicative_price`, `uncross`), new rules that move
+the band, and snapshots loaded into the other implementation. After every command it requires
+equal results (event lists compared as the msgspec structs they are, exceptions by type), equal
+queries (depth, best prices, open orders in priority order, `order()`) and an equal state
+digest, so a journal replays to the same digest on either. `Order` objects taken from `order()`
+earlier are compared too: both books keep them live (updated in place, `live` false once the
+order leaves the book).
 
 Then the whole exchange: a seeded session with call phases and auctions runs through
 `ExchangeCore` once on each book (`digest_child.py`) and must end with the same state digest
@@ -200,6 +201,17 @@ class PythonVersusCompiled(RuleBasedStateMachine):
     def set_rules(self, reference: int) -> None:
         rules = msgspec.structs.replace(RULES, reference_price=reference)
         self.same(f"set_rules({reference})", lambda book: book.set_rules(rules))
+
+    @rule()
+    def restore_each_from_the_others_snapshot(self) -> None:
+        """A snapshot taken on one book loads into the other (a restart on another build)."""
+        self.log.append("-- snapshots swapped")
+        python_state, compiled_state = (engine.state() for engine in self.engines)
+        self.engines = [
+            MatchingEngine.from_state(compiled_state, PythonOrderBook),
+            MatchingEngine.from_state(python_state, CompiledOrderBook),
+        ]
+        self.held = []  # views of the books just replaced
 
     @rule(back=st.integers(0, 8))
     def hold_order(self, back: int) -> None:
