@@ -7,6 +7,8 @@ The stream format is documented in `benchmarks/streams.py`. Every message goes t
 `OrderBook.place` / `OrderBook.cancel` the exchange uses, producing every event it produces.
 Throughput is the median of `--runs` replays (no per-message timer in those runs); latency
 percentiles come from one further replay that times each message with `perf_counter_ns`.
+The book measured is the one the exchange runs: the compiled twin of `book.py` when it is built,
+else `book.py` (`HOGX_PURE_PYTHON_BOOK=1` forces it); the output names which.
 With `--peers`, the same stream is replayed through the PyPI engines `liquibook` and
 `limit-order-book` in the same run, and all final books are checked to be equal.
 """
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import peers, streams
-from matching_engine import BookRules, OrderBook, OrderRequest, Side
+from matching_engine import BOOK_IMPLEMENTATION, BookRules, OrderBook, OrderRequest, Side
 
 SYMBOL = "HOG-G1"
 Rows = list[tuple[int, int, int, int, int]]
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     rules = rules_for(stream)
     say = (lambda *_: None) if args.json else print
     say(f"stream: {len(rows):,} messages ({_mix(stream)})")
+    say(f"hogx order book: {BOOK_IMPLEMENTATION} ({OrderBook.__module__}.OrderBook)")
 
     rates = []
     for run in range(args.runs):
@@ -149,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     bids, asks = aggregated(book)
     result: dict[str, Any] = {
         "engine": "hogx",
+        "book_implementation": BOOK_IMPLEMENTATION,
         "messages": len(rows),
         "runs": args.runs,
         "messages_per_second": round(ours),
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
         "peers": {},
     }
-    say(f"hogx: {ours:,.0f} msg/s (median of {args.runs})")
+    say(f"hogx ({BOOK_IMPLEMENTATION} book): {ours:,.0f} msg/s (median of {args.runs})")
     say(f"latency per message: p50 {p50:,} ns, p99 {p99:,} ns, p99.9 {p999:,} ns")
     say(
         f"final book: {book.open_order_count():,} resting orders, {len(bids)} bid / "

@@ -151,7 +151,9 @@ class MarketWorkload:
         while True:
             order_id = self._open_ids[self.rng.randrange(len(self._open_ids))]
             known = self.open_orders.get(order_id)
-            if known is not None or len(self._open_ids) < 8:
+            # With every order it knows of closed, any id will do (the exchange refuses it):
+            # waiting for an open one would never end.
+            if known is not None or len(self._open_ids) < 8 or not self.open_orders:
                 owner, instrument = known if known is not None else (1, INSTRUMENTS[0])
                 return order_id, owner, instrument
 

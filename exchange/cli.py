@@ -12,6 +12,7 @@ from pathlib import Path
 
 from exchange.journal import Journal, JournalCorruptError, JournalLockedError, verify
 from exchange.snapshots import Recovered, journal_dir
+from matching_engine import BOOK_IMPLEMENTATION
 
 
 def _progress_bar(total: int) -> Callable[[int], None]:
@@ -66,6 +67,7 @@ def replay_command(args: argparse.Namespace) -> int:
     print(f"last sequence: {core.last_sequence:,}")
     print(f"journal head hash: {head.hex()}")
     print(f"state digest: {core.digest()}")
+    print(f"order book: {BOOK_IMPLEMENTATION}")  # the digest is the same with either
     return 0
 
 
@@ -155,7 +157,11 @@ def serve_command(args: argparse.Namespace) -> int:
         cluster=cluster,
     )
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    print(f"hogx: serving on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
+    print(
+        f"hogx: serving on http://{args.host}:{args.port} (docs at /docs), "
+        f"{BOOK_IMPLEMENTATION} order book",
+        file=sys.stderr,
+    )
     uvicorn.run(
         create_app(settings),
         host=args.host,

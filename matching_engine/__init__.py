@@ -1,7 +1,6 @@
 """hogx's matching engine: pure, deterministic price-time order books with no I/O and no clock."""
 
 from matching_engine.auction import AuctionPrice
-from matching_engine.book import OrderBook
 from matching_engine.engine import BookState, EngineState, MatchingEngine
 from matching_engine.enums import CancelReason, OrderType, RejectCode, Side, TimeInForce
 from matching_engine.events import (
@@ -17,10 +16,12 @@ from matching_engine.events import (
     Trade,
 )
 from matching_engine.ids import IdCounters
+from matching_engine.implementation import BOOK_IMPLEMENTATION, OrderBook
 from matching_engine.orders import Order, OrderRequest
 from matching_engine.rules import BookRules
 
 __all__ = [
+    "BOOK_IMPLEMENTATION",
     "AmendRejected",
     "AuctionPrice",
     "BookLevelChanged",

@@ -6,7 +6,7 @@ import hashlib
 
 import msgspec
 
-from matching_engine.book import OrderBook, reject_message
+from matching_engine.book import reject_message
 from matching_engine.enums import RejectCode, Side
 from matching_engine.events import (
     AmendRejected,
@@ -15,6 +15,7 @@ from matching_engine.events import (
     OrderRejected,
 )
 from matching_engine.ids import IdCounters
+from matching_engine.implementation import OrderBook
 from matching_engine.orders import Order, OrderRequest
 from matching_engine.rules import BookRules
 
@@ -38,9 +39,12 @@ class EngineState(msgspec.Struct, frozen=True):
 class MatchingEngine:
     """Routes commands to the right book; pure and deterministic (no clock, no I/O)."""
 
-    __slots__ = ("_books", "_ids")
+    __slots__ = ("_book_class", "_books", "_ids")
 
-    def __init__(self) -> None:
+    def __init__(self, book_class: type[OrderBook] = OrderBook) -> None:
+        """`book_class`: the implementation of the books (by default the compiled one when it
+        is built, see `matching_engine.implementation`); tests pass each in turn."""
+        self._book_class = book_class
         self._books: dict[str, OrderBook] = {}
         self._ids = IdCounters()
 
@@ -49,7 +53,7 @@ class MatchingEngine:
     def add_book(self, rules: BookRules) -> OrderBook:
         if rules.symbol in self._books:
             raise ValueError(f"a book for {rules.symbol} already exists")
-        book = self._books[rules.symbol] = OrderBook(rules, self._ids)
+        book = self._books[rules.symbol] = self._book_class(rules, self._ids)
         return book
 
     def book(self, symbol: str) -> OrderBook | None:
@@ -121,8 +125,10 @@ class MatchingEngine:
         return EngineState(self._ids.last_order_id, self._ids.last_trade_id, books)
 
     @classmethod
-    def from_state(cls, state: EngineState) -> MatchingEngine:
-        engine = cls()
+    def from_state(
+        cls, state: EngineState, book_class: type[OrderBook] = OrderBook
+    ) -> MatchingEngine:
+        engine = cls(book_class)
         engine._ids.last_order_id = state.last_order_id
         engine._ids.last_trade_id = state.last_trade_id
         for book_state in state.books:

@@ -2,7 +2,8 @@
 
 Book: tick 100 VND, reference price 60,000 VND/kg, band +/-7% (55,800-64,200). Orders are
 collected with `rest()` (a call phase: nothing trades) and `uncross()` runs the auction.
-ALICE, BOB, CAROL and DAVE are different participants.
+ALICE, BOB, CAROL and DAVE are different participants. Every rule holds for both
+implementations of the book (`book_implementations`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from book_implementations import IMPLEMENTATIONS
 
 from matching_engine import (
     AuctionPrice,
@@ -38,8 +40,10 @@ REFERENCE = 60_000
 class Call:
     """A book in a call phase; `order()` rests, `uncross()` runs the auction."""
 
+    book_class: type[OrderBook] = OrderBook  # set for each test by `book_class` below
+
     def __init__(self) -> None:
-        self.engine = MatchingEngine()
+        self.engine = MatchingEngine(self.book_class)
         self.book: OrderBook = self.engine.add_book(
             BookRules("HOG-G1", tick_size=100, reference_price=REFERENCE, price_band_pct=7)
         )
@@ -73,6 +77,13 @@ class Call:
     def remaining(self, order_id: int) -> int:
         order = self.book.order(order_id)
         return 0 if order is None else order.remaining
+
+
+@pytest.fixture(autouse=True, params=IMPLEMENTATIONS)
+def book_class(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> type[OrderBook]:
+    """Each test runs once per implementation of the book."""
+    monkeypatch.setattr(Call, "book_class", request.param)
+    return request.param  # type: ignore[no-any-return]
 
 
 def trades(events: list[EngineEvent]) -> list[tuple[int, int, int, int]]:

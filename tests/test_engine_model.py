@@ -9,7 +9,8 @@ the id counters. It also checks invariants of the engine on its own: level total
 level, quantity conservation per order, no crossed book, and that replaying the engine's
 `BookLevelChanged` events reproduces its depth exactly.
 
-On a mismatch the assertion message lists the concrete commands run so far.
+On a mismatch the assertion message lists the concrete commands run so far. Everything here
+runs once per implementation of the book (`book_implementations`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import msgspec
 import pytest
+from book_implementations import IMPLEMENTATIONS, NOT_BUILT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
@@ -36,6 +38,7 @@ from matching_engine import (
     MatchingEngine,
     OrderAccepted,
     OrderAmended,
+    OrderBook,
     OrderCancelled,
     OrderExpired,
     OrderRejected,
@@ -46,6 +49,7 @@ from matching_engine import (
     TimeInForce,
     Trade,
 )
+from matching_engine.implementation import CompiledOrderBook, PythonOrderBook
 
 BUY = Side.BUY
 SELL = Side.SELL
@@ -90,8 +94,8 @@ SYMBOLS = ("HOG", "HOG", "HOG", "OCOP")  # weighted: most commands go to HOG
 PARTICIPANTS = (1, 2, 3, 4)
 
 
-def new_pair() -> tuple[MatchingEngine, ReferenceExchange]:
-    engine = MatchingEngine()
+def new_pair(book_class: type[OrderBook] = OrderBook) -> tuple[MatchingEngine, ReferenceExchange]:
+    engine = MatchingEngine(book_class)
     reference = ReferenceExchange()
     for config in BOOKS.values():
         r = config.rules
@@ -259,9 +263,11 @@ class Ledger:
 
 
 class EngineVersusReference(RuleBasedStateMachine):
+    book_class: type[OrderBook] = OrderBook
+
     @initialize()
     def start(self) -> None:
-        self.engine, self.reference = new_pair()
+        self.engine, self.reference = new_pair(self.book_class)
         self.log: list[str] = []
         # Engine-side bookkeeping built from the engine's own events.
         self.replayed: dict[tuple[str, Side], dict[int, tuple[int, int]]] = {
@@ -592,7 +598,20 @@ class EngineVersusReference(RuleBasedStateMachine):
 EngineVersusReference.TestCase.settings = settings(
     max_examples=200, stateful_step_count=50, deadline=None
 )
-TestEngineVersusReference = EngineVersusReference.TestCase
+
+
+class PythonBookVersusReference(EngineVersusReference):
+    book_class = PythonOrderBook
+
+
+class CompiledBookVersusReference(EngineVersusReference):
+    book_class = CompiledOrderBook or PythonOrderBook
+
+
+TestPythonBookVersusReference = PythonBookVersusReference.TestCase
+TestCompiledBookVersusReference = pytest.mark.skipif(CompiledOrderBook is None, reason=NOT_BUILT)(
+    CompiledBookVersusReference.TestCase
+)
 
 
 # ---------------------------------------------------------------------- small checks
@@ -606,9 +625,10 @@ def test_reference_band_matches_rules() -> None:
     assert (reference.books["OCOP"].band_low, reference.books["OCOP"].band_high) == (960, 1020)
 
 
-def test_a_worked_example_of_the_trickier_rules() -> None:
+@pytest.mark.parametrize("book_class", IMPLEMENTATIONS)
+def test_a_worked_example_of_the_trickier_rules(book_class: type[OrderBook]) -> None:
     """All-or-none, self-trade, fill-or-kill, post-only and amends, worked out by hand."""
-    engine, reference = new_pair()
+    engine, reference = new_pair(book_class)
     hog = reference.books["HOG"]
     gtc, ioc, fok = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
     limit, market = OrderType.LIMIT, OrderType.MARKET
@@ -722,11 +742,12 @@ def test_a_worked_example_of_the_trickier_rules() -> None:
     [(60_050, 1), (55_700, 1), (60_000, 0), (60_000, 51)],
     ids=["off-tick", "out-of-band", "zero-lots", "too-many-lots"],
 )
+@pytest.mark.parametrize("book_class", IMPLEMENTATIONS)
 def test_post_only_with_ioc_or_fok_is_invalid_before_price_and_quantity_checks(
-    time_in_force: TimeInForce, price: int, quantity: int
+    time_in_force: TimeInForce, price: int, quantity: int, book_class: type[OrderBook]
 ) -> None:
     """Rule 1: contradictory flags are INVALID_ORDER, checked before tick, band and lot size."""
-    engine, reference = new_pair()
+    engine, reference = new_pair(book_class)
     request = OrderRequest(1, 1, BUY, price, quantity, OrderType.LIMIT, time_in_force, True)
     expected = reference.books["HOG"].place(request)
     assert expected == [("rejected", "HOG", 1, 1, RejectCode.INVALID_ORDER)]
@@ -789,23 +810,24 @@ def apply(engine: MatchingEngine, command: Command, next_id: int) -> list[Engine
     return book.expire_day_orders()
 
 
+@pytest.mark.parametrize("book_class", IMPLEMENTATIONS)
 @settings(max_examples=60, deadline=None)
 @given(
     before=st.lists(commands(), min_size=10, max_size=60),
     after=st.lists(commands(), min_size=1, max_size=30),
 )
 def test_snapshot_restores_and_continues_identically(
-    before: list[Command], after: list[Command]
+    book_class: type[OrderBook], before: list[Command], after: list[Command]
 ) -> None:
-    engine, _ = new_pair()
+    engine, _ = new_pair(book_class)
     next_id = 1
     for command in before:
         apply(engine, command, next_id)
         next_id += command[0] == "place"
     state = engine.state()
-    restored = MatchingEngine.from_state(state)
+    restored = MatchingEngine.from_state(state, book_class)
     decoded = msgspec.msgpack.decode(msgspec.msgpack.encode(state), type=EngineState)
-    from_bytes = MatchingEngine.from_state(decoded)
+    from_bytes = MatchingEngine.from_state(decoded, book_class)
     assert restored.digest() == engine.digest()
     assert from_bytes.digest() == engine.digest()
     for command in after:

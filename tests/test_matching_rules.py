@@ -2,11 +2,13 @@
 
 Book used throughout: tick 100 VND, reference price 60,000 VND/kg, band +/-7% (55,800-64,200).
 Participants are plain integers; ALICE, BOB and CAROL are different participants.
+Every rule holds for both implementations of the book (`book_implementations`).
 """
 
 from __future__ import annotations
 
 import pytest
+from book_implementations import IMPLEMENTATIONS
 
 from matching_engine import (
     AmendRejected,
@@ -37,8 +39,10 @@ BUY, SELL = Side.BUY, Side.SELL
 class Market:
     """A one-book engine with an order-id counter, so tests read as a sequence of orders."""
 
+    book_class: type[OrderBook] = OrderBook  # set for each test by `book_class` below
+
     def __init__(self) -> None:
-        self.engine = MatchingEngine()
+        self.engine = MatchingEngine(self.book_class)
         self.book: OrderBook = self.engine.add_book(
             BookRules("HOG-G1", tick_size=100, reference_price=60_000, price_band_pct=7)
         )
@@ -100,6 +104,13 @@ def rejection(events: list[EngineEvent]) -> RejectCode:
     event = events[0]
     assert isinstance(event, OrderRejected | CancelRejected | AmendRejected)
     return event.code
+
+
+@pytest.fixture(autouse=True, params=IMPLEMENTATIONS)
+def book_class(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> type[OrderBook]:
+    """Each test runs once per implementation of the book."""
+    monkeypatch.setattr(Market, "book_class", request.param)
+    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -178,11 +189,12 @@ def test_a_market_order_on_an_empty_book_is_cancelled_for_no_liquidity(market: M
 
 def test_a_market_order_never_trades_outside_the_price_band(market: Market) -> None:
     # Only reachable when the band moves; here the reference price is re-based by a new book.
-    engine = MatchingEngine()
+    engine = MatchingEngine(market.book_class)
     wide = engine.add_book(BookRules("X", 100, 60_000, price_band_pct=20))
     wide.place(OrderRequest(1, ALICE, SELL, 70_000, 5))
     assert wide.rules.band_high == 72_000
-    narrow = MatchingEngine().add_book(BookRules("X", 100, 60_000, price_band_pct=7))
+    narrow_rules = BookRules("X", 100, 60_000, price_band_pct=7)
+    narrow = MatchingEngine(market.book_class).add_book(narrow_rules)
     for order in wide.resting_orders(SELL):
         narrow.restore_order(order)  # an ask above the new band's top (64,200)
     events = narrow.place(OrderRequest(2, BOB, BUY, None, 5, OrderType.MARKET))

@@ -1,0 +1,22 @@
+"""The two `OrderBook` implementations every engine rule test runs against.
+
+`book.py` states the rules; `compiled_book.pyx` is its compiled twin, which the exchange runs
+when it is built. A test parametrized with `IMPLEMENTATIONS` runs once for each.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from matching_engine.implementation import CompiledOrderBook, PythonOrderBook
+
+NOT_BUILT = "the compiled book is not built (pip install -e . builds it where a compiler exists)"
+
+IMPLEMENTATIONS = [
+    pytest.param(PythonOrderBook, id="python-book"),
+    pytest.param(
+        CompiledOrderBook,
+        id="compiled-book",
+        marks=pytest.mark.skipif(CompiledOrderBook is None, reason=NOT_BUILT),
+    ),
+]
