@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
@@ -28,6 +31,7 @@ from exchange.snapshots import journal_dir, load_newest
 from matching_engine import Side
 
 CACHED_BOOKS = 64
+PARENT_CHECK_S = 1.0  # how often the worker looks whether the server is still there
 
 
 class PastBook(msgspec.Struct, frozen=True):
@@ -135,7 +139,12 @@ class BookHistory:
     def _pool(self) -> Executor:
         if self._executor is None:
             context = multiprocessing.get_context("spawn")  # no fork of a threaded server
-            self._executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            self._executor = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=context,
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
+            )
         return self._executor
 
     async def book_at(self, symbol: str, sequence: int, depth: int, with_orders: bool) -> PastBook:
@@ -160,3 +169,18 @@ class BookHistory:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """In the worker: end when the server does, however it ended.
+
+    A pool worker holds both ends of its own task queue, so it never sees the server go; a
+    server killed (SIGKILL, a crash) or stopping while a replay runs would leave it behind.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="hogx-exit-with-server", daemon=True).start()

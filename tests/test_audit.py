@@ -285,6 +285,31 @@ def test_the_book_at_any_past_sequence_is_what_the_market_showed_then(venue: Ven
     assert with_orders["bid_orders"] == [] and not with_orders["halted"]
 
 
+def _children_of(pid: int) -> set[int]:
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            children.add(int(stat.parent.name))
+    return children
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_killed_server_leaves_no_past_book_worker_behind(venue: Venue) -> None:
+    venue.regulator.get("/v1/audit/book", params={"symbol": SYMBOL, "sequence": 3})
+    workers = _children_of(venue.server.process.pid)
+    assert workers, "the past book is answered by a worker process"
+    venue.server.process.kill()
+    venue.server.process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()]
+
+
 def test_the_past_book_refuses_the_future_and_unlisted_symbols(venue: Venue) -> None:
     last = venue.regulator.get("/v1/audit/verify").json()["last_sequence"]
     future = venue.regulator.get("/v1/audit/book", params={"symbol": SYMBOL, "sequence": last + 5})
