@@ -107,7 +107,9 @@ class MarketData:
                 self._symbols.setdefault(event.instrument.symbol, _Symbol())
 
     def _on_trade(self, trade: Trade, sequence: int, time_ns: int) -> None:
-        data = self._symbols.setdefault(trade.symbol, _Symbol())
+        data = self._symbols.get(trade.symbol)
+        if data is None:  # not setdefault: a new _Symbol per trade would be built and dropped
+            data = self._symbols[trade.symbol] = _Symbol()
         price, quantity = trade.price, trade.quantity
         data.recent_trades.append(
             PublicTrade(trade.trade_id, price, quantity, trade.aggressor_side, time_ns, sequence)
