@@ -182,6 +182,23 @@ async def _message_holding(js: JetStreamContext, shard: str, sequence: int, last
     return last + 1
 
 
+async def journal_hash_at(js: JetStreamContext, shard: str, sequence: int) -> bytes | None:
+    """The hash of journal record `sequence` as the stream holds it (its message's records
+    checked, chained from the message's own header), or None when the stream ends before it.
+    A record's hash commits to the whole history before it: state taken at `sequence` with
+    this hash belongs to this stream, and `follow(js, shard, sequence, hash)` continues it."""
+    last = int((await js.stream_info(stream_name(shard))).state.last_seq)
+    at = await _message_holding(js, shard, sequence, last)
+    if sequence < 1 or at > last:
+        return None
+    message = await js.get_msg(stream_name(shard), at)
+    headers = message.headers or {}
+    first = int(headers[FIRST_HEADER])
+    records: list[JournalRecord] = []
+    _check_message(message.data or b"", first, bytes.fromhex(headers[PREVIOUS_HEADER]), records)
+    return records[sequence - first].hash
+
+
 class StreamReader:
     """Reads a shard's journal from the stream after a given journal sequence, verified.
 

@@ -31,6 +31,7 @@ import struct
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -60,6 +61,17 @@ class SnapshotBody(msgspec.Struct, frozen=True):
     surveillance: SurveillanceState = msgspec.field(default_factory=empty_state)
 
 
+class CoreAndMarketData(msgspec.Struct, frozen=True):
+    """What a gateway's replica takes from a snapshot: decoding skips the rest, most of all the
+    audit trail, which is most of a snapshot's bytes."""
+
+    core: CoreState
+    market_data: MarketDataState
+
+
+_Body = TypeVar("_Body", SnapshotBody, CoreAndMarketData)
+
+
 class SnapshotInfo(msgspec.Struct, frozen=True):
     path: Path
     sequence: int
@@ -77,17 +89,27 @@ def journal_dir(data_dir: Path) -> Path:
 def write_snapshot(data_dir: Path, snapshot: SnapshotBody, journal_hash: bytes) -> Path:
     """Write `snapshot` durably and atomically; returns the new file's path."""
     assert len(journal_hash) == 32
+    body = msgspec.msgpack.encode(snapshot)
+    fields = _HEADER_FIELDS.pack(MAGIC, FORMAT_VERSION, snapshot.core.last_sequence, journal_hash)
+    header = fields + hashlib.sha256(fields + body).digest()
+    return _install(data_dir, snapshot.core.last_sequence, (header, body))
+
+
+def install_snapshot(data_dir: Path, data: bytes) -> Path:
+    """Put a whole snapshot file fetched from elsewhere (the cluster's object store) into
+    `data_dir`, durably and atomically, once its header and checksum hold (else ValueError)."""
+    sequence, _ = check_snapshot_bytes(data, "snapshot")
+    return _install(data_dir, sequence, (data,))
+
+
+def _install(data_dir: Path, sequence: int, parts: tuple[bytes, ...]) -> Path:
     directory = snapshot_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    body = msgspec.msgpack.encode(snapshot)
-    sequence = snapshot.core.last_sequence
-    fields = _HEADER_FIELDS.pack(MAGIC, FORMAT_VERSION, sequence, journal_hash)
-    header = fields + hashlib.sha256(fields + body).digest()
-    final = directory / f"snapshot-{sequence:020d}.snap"
+    final = directory / snapshot_name(sequence)
     temporary = directory / f".{final.name}.{os.getpid()}.tmp"
     with temporary.open("wb") as file:
-        file.write(header)
-        file.write(body)
+        for part in parts:
+            file.write(part)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, final)
@@ -96,22 +118,38 @@ def write_snapshot(data_dir: Path, snapshot: SnapshotBody, journal_hash: bytes) 
     return final
 
 
+def snapshot_name(sequence: int) -> str:
+    return f"snapshot-{sequence:020d}.snap"
+
+
+def check_snapshot_bytes(data: bytes, name: str) -> tuple[int, bytes]:
+    """A whole snapshot file's sequence and journal hash, once its magic, format and checksum
+    hold; raises ValueError (naming `name`) when they do not."""
+    if len(data) < _HEADER.size:
+        raise ValueError(f"{name}: shorter than a snapshot header")
+    magic, version, sequence, journal_hash, checksum = _HEADER.unpack_from(data)
+    if magic != MAGIC or version != FORMAT_VERSION:
+        raise ValueError(f"{name}: not a hogx snapshot of format {FORMAT_VERSION}")
+    covered = hashlib.sha256(memoryview(data)[: _HEADER_FIELDS.size])
+    covered.update(memoryview(data)[_HEADER.size :])
+    if covered.digest() != checksum:
+        raise ValueError(f"{name}: checksum mismatch")
+    return sequence, journal_hash
+
+
+def decode_snapshot(data: bytes, name: str, body: type[_Body]) -> tuple[int, bytes, _Body]:
+    """Check a whole snapshot file (as `check_snapshot_bytes`) and decode its body as `body`."""
+    sequence, journal_hash = check_snapshot_bytes(data, name)
+    snapshot = msgspec.msgpack.decode(memoryview(data)[_HEADER.size :], type=body)
+    if snapshot.core.last_sequence != sequence:
+        raise ValueError(f"{name}: header and body disagree on the sequence")
+    return sequence, journal_hash, snapshot
+
+
 def read_snapshot(path: Path) -> tuple[SnapshotInfo, SnapshotBody]:
     """Read and check one snapshot; raises ValueError when it is damaged."""
     data = Path(path).read_bytes()
-    if len(data) < _HEADER.size:
-        raise ValueError(f"{path.name}: shorter than a snapshot header")
-    magic, version, sequence, journal_hash, checksum = _HEADER.unpack_from(data)
-    if magic != MAGIC or version != FORMAT_VERSION:
-        raise ValueError(f"{path.name}: not a hogx snapshot of format {FORMAT_VERSION}")
-    body = memoryview(data)[_HEADER.size :]
-    covered = hashlib.sha256(memoryview(data)[: _HEADER_FIELDS.size])
-    covered.update(body)
-    if covered.digest() != checksum:
-        raise ValueError(f"{path.name}: checksum mismatch")
-    snapshot = msgspec.msgpack.decode(body, type=SnapshotBody)
-    if snapshot.core.last_sequence != sequence:
-        raise ValueError(f"{path.name}: header and body disagree on the sequence")
+    sequence, journal_hash, snapshot = decode_snapshot(data, Path(path).name, SnapshotBody)
     return SnapshotInfo(Path(path), sequence, journal_hash), snapshot
 
 
@@ -121,6 +159,13 @@ def snapshots_newest_first(data_dir: Path) -> list[Path]:
         return []
     found = [p for p in directory.iterdir() if _NAME.fullmatch(p.name)]
     return sorted(found, reverse=True)
+
+
+def newest_snapshot_sequence(data_dir: Path) -> int:
+    """The sequence the newest snapshot file here is named after (0 when there is none); its
+    contents are checked only when it is loaded."""
+    newest = snapshots_newest_first(data_dir)
+    return int(_NAME.fullmatch(newest[0].name).group(1)) if newest else 0  # type: ignore[union-attr]
 
 
 def load_newest(data_dir: Path, usable: int) -> Iterator[tuple[SnapshotInfo, SnapshotBody]]:
