@@ -13,7 +13,9 @@ exchange that is not rebuilt from NATS, so any of them can be added, killed or r
   have been placed).
 - The websocket feed (`/v1/ws`, api/ws.py as it is) is served here, from a replica per shard:
   the gateway follows each shard's journal stream and applies every record to a core and
-  market data of its own, as recovery does, then hands the results to its own `FeedHub`. It
+  market data of its own, as recovery does, then hands the results to its own `FeedHub`. A
+  replica starts from the newest snapshot of the shard's object store that verifies against
+  the stream (`exchange.snapshot_store`), else from the stream's first record. It
   flushes the hub where the stream says (`Hogx-Flush`: the leader closes a 25 ms window on a
   batch's message, or with an empty tick when trading goes quiet), not on a timer of its own,
   so every gateway turns the same records into the same frames: clients on any gateway see the
@@ -31,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -72,6 +74,8 @@ from exchange.journal import GENESIS_HASH, JournalRecord
 from exchange.marketdata import MarketData
 from exchange.participants import Participant, Role
 from exchange.sequencer import CommandResult
+from exchange.snapshot_store import newest_verified
+from exchange.snapshots import CoreAndMarketData, decode_snapshot
 
 REQUEST_TIMEOUT_S = 5.0  # an order waits for one journal batch; far longer means trouble
 RECONNECT_WAIT_S = 0.5  # between attempts to reach NATS, at start and after losing it
@@ -96,12 +100,24 @@ class Replica:
     """The shard's core and market data, rebuilt from its journal: all the feed reads.
 
     Records are applied exactly as recovery applies them (`Recovered.catch_up`), without the
-    audit trail and surveillance, which the feed does not read."""
+    audit trail and surveillance, which the feed does not read. It starts empty, or from a
+    snapshot of the shard's object store (`from_snapshot`)."""
 
     def __init__(self) -> None:
         self.core = ExchangeCore()
         self.market_data = MarketData()
         self.journal_hash = GENESIS_HASH
+        self.snapshot_sequence = 0  # where it started
+        self.applied = 0  # records applied since
+
+    @classmethod
+    def from_snapshot(cls, body: CoreAndMarketData, journal_hash: bytes) -> Replica:
+        replica = cls()
+        replica.core = ExchangeCore.from_state(body.core)
+        replica.market_data = MarketData.from_state(body.market_data)
+        replica.journal_hash = journal_hash
+        replica.snapshot_sequence = replica.core.last_sequence
+        return replica
 
     @property
     def last_sequence(self) -> int:
@@ -120,14 +136,16 @@ class Replica:
             market_data.observe(record.sequence, record.time_ns, events)
             results.append(CommandResult(record.sequence, record.time_ns, command, events))
             self.journal_hash = record.hash
+            self.applied += 1
         return results
 
 
 class ShardFeed:
     """One shard as a gateway sees it: its replica, its feed hub, and whether it follows."""
 
-    def __init__(self, shard: str) -> None:
+    def __init__(self, shard: str, say: Callable[[str], None] | None = None) -> None:
         self.shard = shard
+        self._say = say or (lambda text: print(text, file=sys.stderr, flush=True))
         self.replica = Replica()
         self.hub = FeedHub(lambda: self.replica.core, lambda: self.replica.market_data)
         self.caught_up = False  # the replica reached the stream's end and follows it
@@ -143,8 +161,10 @@ class ShardFeed:
 
     async def follow(self, nc: NATS) -> None:
         js = nc.jetstream()
-        replica, hub = self.replica, self.hub
         end = (await stream_end(js, self.shard)).last_sequence
+        if self.replica.last_sequence == 0 < end:
+            await self._start_from_snapshot(nc)
+        replica, hub = self.replica, self.hub
         self.caught_up = replica.last_sequence >= end
         async for batch in follow(js, self.shard, replica.last_sequence, replica.journal_hash):
             hub.on_results(replica.apply(batch.records))
@@ -152,6 +172,26 @@ class ShardFeed:
                 self.flush()
             if replica.last_sequence >= end:
                 self.caught_up = True
+
+    async def _start_from_snapshot(self, nc: NATS) -> None:
+        """Take the newest snapshot of the object store that verifies against the stream (the
+        stream is then followed from its sequence, chain checked); else replay from the start."""
+        say = self._say
+        fetched = await newest_verified(
+            nc.jetstream(), self.shard, after=0, say=lambda text: say(f"hogx gateway: {text}")
+        )
+        if fetched is None:
+            say(f"hogx gateway: no usable snapshot of shard {self.shard}: replaying its stream")
+            return
+        try:
+            _, _, body = await asyncio.to_thread(
+                decode_snapshot, fetched.data, fetched.name, CoreAndMarketData
+            )
+        except (ValueError, msgspec.DecodeError) as error:
+            say(f"hogx gateway: snapshot {fetched.name} unreadable ({error}): replaying")
+            return
+        self.replica = Replica.from_snapshot(body, fetched.journal_hash)
+        say(f"hogx gateway: shard {self.shard} starts from snapshot {fetched.name}")
 
     def flush(self) -> None:
         try:
@@ -214,7 +254,7 @@ class Gateway:
         self.settings = settings
         self.shard_map = ShardMap(settings.shards, settings.assign)
         self.nc: NATS | None = None
-        self.feeds = {shard: ShardFeed(shard) for shard in settings.shards}
+        self.feeds = {shard: ShardFeed(shard, self._say) for shard in settings.shards}
         home = self.feeds[self.shard_map.home]
         self.hub: FeedHub | ShardedHub = (
             ShardedHub(list(self.feeds.values())) if self.shard_map.sharded else home.hub

@@ -3,7 +3,8 @@
     python -m benchmarks.cluster [--nats-url URL] [--seconds 8] [--runs 3] [--json]
 
 Needs a NATS server with JetStream (`--nats-url`, default nats://127.0.0.1:4222). Every run
-starts its own processes on a shard of its own and deletes the shard's stream afterwards.
+starts its own processes on a shard of its own and deletes the shard's stream (and snapshot
+bucket) afterwards.
 
 - Order entry: one engine node (`hogx serve --nats-url`, rate limit off) and one, then two,
   `hogx gateway` processes. The API benchmark's load generator (`benchmarks.api`: raw
@@ -143,19 +144,23 @@ def cluster(nats_url: str) -> Iterator[Cluster]:
             yield running
         finally:
             running.stop()
-            asyncio.run(delete_stream(nats_url, shard))
+            asyncio.run(delete_shard(nats_url, shard))
 
 
-async def delete_stream(nats_url: str, shard: str) -> None:
+async def delete_shard(nats_url: str, shard: str) -> None:
+    """Delete what a shard leaves in NATS: its stream and its snapshot bucket."""
     import nats
     from nats.js.errors import NotFoundError
 
     from exchange.jetstream import stream_name
+    from exchange.snapshot_store import bucket_name
 
     nc = await nats.connect(nats_url)
     try:
         with contextlib.suppress(NotFoundError):
             await nc.jetstream().delete_stream(stream_name(shard))
+        with contextlib.suppress(NotFoundError):
+            await nc.jetstream().delete_object_store(bucket_name(shard))
     finally:
         await nc.close()
 

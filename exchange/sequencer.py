@@ -17,7 +17,9 @@ In a cluster (`ClusterConfig`), the journal is a JetStream stream (`exchange.jet
 files here are its local mirror. A node starts as a follower: it fills its mirror from the
 stream, recovers, then applies whatever the leader appends, until it takes the shard's lease.
 Then it reads the stream to its end and becomes the writer: each batch is acknowledged once
-JetStream stored it (fenced by the expected last stream sequence), then mirrored locally.
+JetStream stored it (fenced by the expected last stream sequence), then mirrored locally. The
+leader also puts each snapshot into the shard's object store (`exchange.snapshot_store`), and
+a node with nothing as new on its disk starts from the newest one there that verifies.
 """
 
 from __future__ import annotations
@@ -58,11 +60,16 @@ from exchange.journal import (
     JournalRecord,
 )
 from exchange.marketdata import MarketData
+from exchange.snapshot_store import FetchedSnapshot, newest_verified, upload
 from exchange.snapshots import (
     Recovered,
     SnapshotBody,
+    install_snapshot,
     journal_dir,
+    newest_snapshot_sequence,
     remove_partial_snapshots,
+    snapshot_dir,
+    snapshot_name,
     write_snapshot,
 )
 from exchange.surveillance import Surveillance
@@ -72,6 +79,7 @@ MAX_PENDING = 100_000
 DEFAULT_SNAPSHOT_EVERY = 1_000_000
 FEED_TICK_S = 0.025  # the feed's window, as the embedded server's flush timer
 ELECTION_POLL_SECONDS = 0.1
+STOP_UPLOAD_SECONDS = 10.0  # a clean stop waits this long at most for its snapshot's upload
 
 
 class CommandResult(msgspec.Struct, frozen=True, gc=False):
@@ -136,6 +144,7 @@ class Exchange:
         self._failure: BaseException | None = None
         self._snapshotter: asyncio.subprocess.Process | None = None
         self._snapshot_task: asyncio.Task[None] | None = None
+        self._upload_task: asyncio.Task[None] | None = None  # a snapshot to the object store
         self._last_snapshot_sequence = 0
         self.recovery: RecoveryReport | None = None
         self._max_payload = MAX_PAYLOAD_BYTES
@@ -159,7 +168,7 @@ class Exchange:
         self._journal = journal
         if self._cluster is not None:
             self._link = await ClusterLink.connect(self._cluster)
-            await self._fill_from_stream(journal)
+            await self._fill_from_stream_and_store(journal)
         # The journal lock says no other exchange runs here; an orphaned snapshot writer would
         # only lose its own unfinished file.
         remove_partial_snapshots(self.data_dir)
@@ -208,6 +217,7 @@ class Exchange:
             await self._snapshot_task  # a snapshot in progress finishes; it is cheap to wait for
             self._snapshot_task = None
         journal = self._journal
+        written: Path | None = None
         if journal is not None:
             if snapshot and self._failure is None and self.core.last_sequence > 0:
                 body = SnapshotBody(
@@ -216,13 +226,15 @@ class Exchange:
                     self.audit.state(),
                     self.surveillance.state(),
                 )
-                await asyncio.get_running_loop().run_in_executor(
+                written = await asyncio.get_running_loop().run_in_executor(
                     self._io, write_snapshot, self.data_dir, body, journal.head_hash
                 )
             journal.close()
             self._journal = None
         if self._link is not None:
-            await self._link.close()  # gives the lease up: a standby takes over at once
+            await self._link.lease.release()  # a standby takes over at once, not after uploads
+            await self._finish_uploads(written)
+            await self._link.close()
             self._link = None
         self._io.shutdown(wait=True)
 
@@ -278,6 +290,42 @@ class Exchange:
                 return Journal.open(directory, fsync=fsync)
 
         return await asyncio.get_running_loop().run_in_executor(self._io, open_it)
+
+    async def _fill_from_stream_and_store(self, journal: Journal) -> None:
+        """Fill the mirror from the stream (from its first record: the mirror is the whole
+        journal, which the audit trail and `hogx verify` read) while fetching the newest
+        snapshot of the shard's object store that is newer than any here; once the mirror
+        holds its sequence, put it into the snapshot directory, so recovery applies only the
+        records after it. A store that fails or holds nothing usable costs only the replay."""
+        link = self._link
+        assert link is not None
+        fetching = asyncio.create_task(
+            newest_verified(
+                link.js,
+                link.shard,
+                after=newest_snapshot_sequence(self.data_dir),
+                say=lambda text: print(f"hogx: {text}", file=sys.stderr),
+            )
+        )
+        try:
+            await self._fill_from_stream(journal)
+            fetched = await fetching
+        finally:
+            fetching.cancel()
+        if fetched is not None and fetched.sequence <= journal.last_sequence:
+            await self._install_fetched(fetched)
+
+    async def _install_fetched(self, fetched: FetchedSnapshot) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._io, install_snapshot, self.data_dir, fetched.data
+            )
+        except (OSError, ValueError) as error:
+            print(f"hogx: snapshot {fetched.name} from the object store not kept: {error}",
+                  file=sys.stderr)  # fmt: skip
+            return
+        print(f"hogx: starting from snapshot {fetched.name} of the object store",
+              file=sys.stderr)  # fmt: skip
 
     async def _fill_from_stream(self, journal: Journal) -> None:
         """Bring the local mirror up to the stream's end, checking both tell one history."""
@@ -517,4 +565,39 @@ class Exchange:
             str(up_to),
             stdout=asyncio.subprocess.DEVNULL,
         )
-        await self._snapshotter.wait()
+        if await self._snapshotter.wait() == 0:
+            self._upload_snapshot(snapshot_dir(self.data_dir) / snapshot_name(up_to))
+
+    def _upload_snapshot(self, path: Path) -> None:
+        """The leader puts its new snapshot into the shard's object store, beside the loop; one
+        upload at a time (a snapshot skipped here is superseded by the next)."""
+        if self._stream_writer is None or self._link is None or not path.exists():
+            return
+        if self._upload_task is None or self._upload_task.done():
+            self._upload_task = asyncio.create_task(self._upload(path), name="hogx-upload")
+
+    async def _upload(self, path: Path) -> None:
+        link, cluster = self._link, self._cluster
+        assert link is not None and cluster is not None
+        try:
+            await upload(link.js, link.shard, path, replicas=cluster.replicas)
+        except Exception as error:  # never fatal: the next snapshot tries again
+            print(f"hogx: snapshot {path.name} not uploaded to the object store: {error!r}",
+                  file=sys.stderr)  # fmt: skip
+
+    async def _finish_uploads(self, written: Path | None) -> None:
+        """At a clean stop: let an upload under way end, then upload the stop's own snapshot,
+        within `STOP_UPLOAD_SECONDS` in all (the lease is given up already)."""
+
+        async def finish() -> None:
+            if self._upload_task is not None:
+                await self._upload_task
+            if written is not None and self._stream_writer is not None:
+                await self._upload(written)
+
+        try:
+            await asyncio.wait_for(finish(), STOP_UPLOAD_SECONDS)
+        except TimeoutError:
+            print("hogx: the object store was too slow; stopping without that upload",
+                  file=sys.stderr)  # fmt: skip
+        self._upload_task = None

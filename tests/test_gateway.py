@@ -2,7 +2,7 @@
 
 Real processes throughout: one engine, `hogx gateway` processes in front of it, a NATS server
 with JetStream (the `nats_url` fixture), real HTTP and websocket clients. Each test uses a shard
-of its own, so streams and subjects never collide, and deletes its stream afterwards.
+of its own, so streams and subjects never collide, and deletes its stream and bucket afterwards.
 
 The standard instrument: lots of 100 kg, tick 100 VND, reference 60,000 VND/kg, 10 % band.
 """
@@ -32,7 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from api.nats_bridge import HttpRequest, HttpResponse, run_asgi, serve_api
-from benchmarks.cluster import delete_stream
+from benchmarks.cluster import delete_shard
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -143,7 +143,7 @@ def cluster(nats_url: str, tmp_path: Path) -> Iterator[Cluster]:
         yield running
     finally:
         running.stop()
-        asyncio.run(delete_stream(nats_url, shard))
+        asyncio.run(delete_shard(nats_url, shard))
 
 
 # ---------------------------------------------------------------------- the market

@@ -10,7 +10,6 @@ raced through the whole system.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
 import subprocess
@@ -29,10 +28,10 @@ from conftest import REPO
 from test_gateway import Process, spawn
 from websockets.asyncio.client import connect
 
+from benchmarks.cluster import delete_shard
 from exchange import commands as c
 from exchange.command_service import submit_to_shard
 from exchange.core import SHARD_ID_SPAN
-from exchange.jetstream import stream_name
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -82,14 +81,8 @@ class ShardedCluster:
         for process in (self.gateway, *self.engines.values()):
             process.stop()
 
-        async def delete() -> None:
-            client = await nats.connect(self.nats_url)
-            for shard in self.shards:
-                with contextlib.suppress(Exception):
-                    await client.jetstream().delete_stream(stream_name(shard))
-            await client.close()
-
-        asyncio.run(delete())
+        for shard in self.shards:
+            asyncio.run(delete_shard(self.nats_url, shard))
 
 
 @pytest.fixture
