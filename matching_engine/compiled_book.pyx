@@ -77,15 +77,23 @@ cdef object _reject_message = reject_message
 # descriptors give (a generic attribute lookup from C costs ~15 ns, nine times per order).
 cdef extern from "Python.h":
     ctypedef struct PyMemberDef:
+        int type
         Py_ssize_t offset
     ctypedef struct PyMemberDescrObject:
         PyMemberDef* d_member
+    PyObject* PyDict_SetDefault(object mapping, object key, object value) except NULL
+
+cdef int _T_OBJECT_EX = 16  # structmember.h: a field holding an object reference
 
 
 cdef Py_ssize_t _slot_offset(object cls, str name) except -1:
+    # ImportError, not TypeError: should msgspec ever lay out its structs otherwise, this
+    # module does not load and the exchange runs book.py instead (matching_engine.implementation).
     descriptor = cls.__dict__[name]
     if type(descriptor) is not type(IdCounters.last_order_id):  # a member descriptor
-        raise TypeError(f"{cls.__name__}.{name} is not a slot")
+        raise ImportError(f"{cls.__name__}.{name} is not a slot")
+    if (<PyMemberDescrObject*>descriptor).d_member.type != _T_OBJECT_EX:
+        raise ImportError(f"{cls.__name__}.{name} is not an object slot")
     return (<PyMemberDescrObject*>descriptor).d_member.offset
 
 
@@ -368,11 +376,12 @@ cdef class OrderBook:
 
     def amend(self, order_id, price=None, quantity=None, *, bint matching=True):
         """Change an open order's price and/or total quantity (see `book.OrderBook.amend`)."""
-        cdef PyObject* found = PyDict_GetItem(self._orders, order_id)
         code = self.amend_error(order_id, price, quantity)
         if code is not None:
             return [_AmendRejected(self.symbol, order_id, code, _reject_message(code))]
-        cdef _Resting rec = <_Resting>found
+        # Looked up only now: amend_error runs Python code (the rules), and a pointer borrowed
+        # before it could outlive its order.
+        cdef _Resting rec = <_Resting>self._orders[order_id]
         cdef long long new_price = rec.price
         if price is not None:
             new_price = price
@@ -522,7 +531,8 @@ cdef class OrderBook:
     def fill_resting(self, order, long long quantity):
         """Take `quantity` lots off a resting order (an auction fill); its level's event is the
         caller's to send, once, when all fills are done (`level_event`)."""
-        assert order.live and 0 < quantity <= order.remaining
+        if not (order.live and 0 < quantity <= order.remaining):
+            raise ValueError(f"cannot fill {quantity} of order {order.order_id}")
         cdef _Resting rec = self._orders[order.order_id]
         cdef _Level level = rec.level
         view = rec.view
@@ -609,8 +619,8 @@ cdef class OrderBook:
 
     def restore_order(self, order):
         """Put an open order back at the back of its level (snapshot loading, in priority order)."""
-        assert order.live and 0 < order.remaining <= order.quantity
-        assert order.order_id not in self._orders
+        if not (order.live and 0 < order.remaining <= order.quantity):
+            raise ValueError(f"order {order.order_id} is not an open order to restore")
         rec = _new_record(
             order.order_id,
             order.participant_id,
@@ -623,7 +633,7 @@ cdef class OrderBook:
             order.all_or_none,
         )
         rec.view = order
-        self._orders[rec.order_id] = rec
+        self._claim_id(rec)
         self._append(rec, self._level_for(rec.is_buy, rec.price))
 
     # ------------------------------------------------------------------ validation
@@ -697,7 +707,7 @@ cdef class OrderBook:
                 )
             )
             return
-        self._orders[order.order_id] = order
+        self._claim_id(order)
         cdef _Level level = self._level_for(order.is_buy, order.price)
         self._append(order, level)
         events.append(
@@ -832,7 +842,7 @@ cdef class OrderBook:
 
     cdef void _rest(self, _Resting order, list events) except *:
         """Put a new order at the back of its level without matching (call phases)."""
-        self._orders[order.order_id] = order
+        self._claim_id(order)
         cdef _Level level = self._level_for(order.is_buy, order.price)
         self._append(order, level)
         events.append(
@@ -917,6 +927,12 @@ cdef class OrderBook:
         book.insert(i, level)
         return level
 
+    cdef inline void _claim_id(self, _Resting order) except *:
+        """Enter `order` under its id; an id already open is refused, never overwritten (the
+        order it names is still linked in its level: replacing it would free a linked record)."""
+        if PyDict_SetDefault(self._orders, order.order_id, order) != <PyObject*>order:
+            raise ValueError(f"order id {order.order_id} is already open in {self.symbol}")
+
     cdef void _drop_level(self, _Level level, bint is_buy) except *:
         cdef list book = self._bids if is_buy else self._asks
         cdef Py_ssize_t n = PyList_GET_SIZE(book)
@@ -925,7 +941,8 @@ cdef class OrderBook:
             del book[n - 1]  # the common case: the best level emptied
             return
         i = self._bisect(book, level.key)
-        assert <PyObject*>PyList_GET_ITEM(book, i) == <PyObject*>level
+        if i >= n or <PyObject*>PyList_GET_ITEM(book, i) != <PyObject*>level:
+            raise RuntimeError(f"{self.symbol}: price level {level.price_obj} is not in the book")
         del book[i]
 
     cdef object _remove_resting(self, _Resting rec):

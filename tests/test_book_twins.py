@@ -277,6 +277,22 @@ def test_the_compiled_book_is_built_wherever_ci_runs() -> None:
     assert CompiledOrderBook is not None, NOT_BUILT
 
 
+def test_the_compiled_book_refuses_an_id_already_open_instead_of_overwriting_it() -> None:
+    # A caller's bug (an id the book already holds) must be an error, never memory corruption:
+    # the order under that id is still linked in its price level.
+    assert CompiledOrderBook is not None, NOT_BUILT
+    book = CompiledOrderBook(RULES)
+    book.place(OrderRequest(5, 1, Side.SELL, 60_000, 3))
+    with pytest.raises(ValueError, match="already open"):
+        book.place(OrderRequest(5, 2, Side.SELL, 60_100, 4), validated=True)
+    held = book.order(5)
+    assert held is not None
+    with pytest.raises(ValueError, match="already open"):
+        book.restore_order(held)
+    assert [(o.order_id, o.remaining) for o in book.resting_orders(Side.SELL)] == [(5, 3)]
+    assert book.depth(Side.SELL) == [(60_000, 3, 1)]
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_the_exchange_ends_in_the_same_state_with_the_same_events_on_either_book(
     seed: int,
