@@ -24,6 +24,7 @@ prices in short time-bounded lists; nothing scans all orders.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -271,13 +272,17 @@ class Surveillance:
     def _self_trade_attempt(self, event: OrderCancelled, order: OpenOrder) -> None:
         owner = event.participant_id
         resting = self._owned.get((owner, event.symbol, _other(event.side)), {})
-        crossing = sorted(o for o in resting if _crosses(order, self._open[o]))
+        # `resting` holds ids in ascending order (orders enter it when accepted, ids only grow,
+        # and from_state refills it sorted), so the first crossing ones are the lowest ids.
+        crossing = list(
+            itertools.islice((o for o in resting if _crosses(order, self._open[o])), MAX_LINKED - 1)
+        )
         trades = [t for t in self._command_trades if t.taker_order_id == event.order_id]
         self._raise(
             SELF_TRADE_ATTEMPT,
             event.symbol,
             [owner],
-            [event.order_id, *crossing[: MAX_LINKED - 1]],
+            [event.order_id, *crossing],
             [t.trade_id for t in trades],
             f"participant {owner}'s {event.side.value} order {event.order_id} would have "
             f"traded with its own resting orders: {event.cancelled_quantity} lots cancelled",
