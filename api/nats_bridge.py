@@ -252,11 +252,14 @@ async def ask_engine(
     """Send `request` to the engine serving `subject`; the whole answer, fetched in parts if
     it was too large for one message. Raises what `nc.request` raises, and `AnswerLost`."""
     reply = await nc.request(subject, encode(request), timeout=timeout_s)
-    count = int((reply.headers or {}).get(PARTS_HEADER, "1"))
-    if count <= 1:
-        return decode_response(reply.data)
     headers = reply.headers or {}
-    answer_id, parts_subject = headers[ANSWER_HEADER], headers[PARTS_SUBJECT_HEADER]
+    if PARTS_HEADER not in headers:
+        return decode_response(reply.data)
+    try:
+        count = int(headers[PARTS_HEADER])
+        answer_id, parts_subject = headers[ANSWER_HEADER], headers[PARTS_SUBJECT_HEADER]
+    except (KeyError, ValueError) as error:
+        raise AnswerLost(f"an answer in parts came with unreadable headers: {error!r}") from error
     parts = [reply.data]
     for index in range(1, count):
         part = await nc.request(parts_subject, f"{answer_id} {index}".encode(), timeout=timeout_s)
