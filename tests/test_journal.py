@@ -1,4 +1,7 @@
-"""The journal's rulebook: durability, the on-disk format, crash recovery and the hash chain."""
+"""The journal's rulebook: durability, the on-disk format, crash recovery and the hash chain.
+
+Every rule holds for both record codecs: the compiled one the exchange runs and the Python one
+that states the format (the `codec` fixture runs each test once with each)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exchange import journal
 from exchange.journal import (
     GENESIS_HASH,
     MAX_BATCH_RECORDS,
@@ -30,6 +34,23 @@ from exchange.journal import (
 T0_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 
 Entry = tuple[int, int, bytes]
+
+CODECS = [
+    pytest.param(
+        journal._compiled,
+        id="compiled-codec",
+        marks=pytest.mark.skipif(
+            journal._compiled is None and os.environ.get("CI") != "true",
+            reason="the compiled journal codec is not built (pip install -e . builds it)",
+        ),
+    ),
+    pytest.param(None, id="python-codec"),
+]
+
+
+@pytest.fixture(autouse=True, params=CODECS)
+def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal, "_compiled", request.param)
 
 
 def entries(first: int, count: int) -> list[Entry]:

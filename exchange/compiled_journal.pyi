@@ -1,0 +1,25 @@
+"""Types of the compiled journal codec (exchange/compiled_journal.pyx)."""
+
+from typing import Any
+
+PROBLEM_NONE: int
+PROBLEM_SHORT: int
+PROBLEM_LENGTH: int
+PROBLEM_CRC: int
+PROBLEM_SEQUENCE: int
+PROBLEM_CHAIN: int
+
+def encode_batch(
+    records: list[tuple[int, int, bytes]], previous_hash: bytes
+) -> tuple[bytes, bytes]: ...
+def parse_records(
+    buf: bytes,
+    expected: int,
+    previous_hash: bytes,
+    wanted_from: int,
+    wanted_to: int,
+    stop_at_wanted_to: bool,
+    out: list[Any] | None,
+    record_type: Any,
+    max_length: int,
+) -> tuple[int, int, bytes, int]: ...
