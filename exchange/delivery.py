@@ -102,6 +102,17 @@ class Lineage:
 
     def transfer(self, trade_id: int, seller: int, buyer: int, symbol: str, lots: int) -> None:
         """A trade's goods: FIFO from the seller's queue to the back of the buyer's."""
+        queue = self.holdings[(seller, symbol)]
+        entry = queue[0]
+        if entry[1] >= lots:  # the usual case, once per trade: one receipt covers the lots
+            receipt_id = entry[0]
+            entry[1] -= lots
+            if entry[1] == 0:
+                queue.popleft()
+            self.credit(buyer, symbol, receipt_id, lots)
+            if receipt_id != UNTRACED:
+                self.trade_lots[trade_id] = [(receipt_id, lots)]
+            return
         taken = self.debit(seller, symbol, lots)
         for receipt_id, quantity in taken:
             self.credit(buyer, symbol, receipt_id, quantity)
