@@ -6,11 +6,20 @@ Durable throughput: a real `Exchange` (sequencer + risk + engine + journal with 
 commit) on a fresh data directory, driven by `--tasks` concurrent asyncio tasks that each submit
 their share of a seeded command stream one command at a time (no HTTP). The stream comes from
 `benchmarks.workload` (limit, market, IOC, FOK, all-or-none and post-only orders on three
-instruments, cancels and amends of live orders), generated once up front.
+instruments, cancels and amends of live orders), generated once up front. Measured three ways
+in each run, so the figures say where the time goes:
 
-Replay: the journal the last run wrote is replayed from scratch the way start-up and
-`hogx replay` do it (open and check the journal, read, decode, apply); also shown split into
-its parts. Every figure is the median of `--runs`.
+- `exchange`: the exchange as the server runs it, with the projections the server answers
+  from (market data, audit trail, surveillance) fed before each answer;
+- `core path`: what the figure of the running-core issue names, sequencer + risk + engine +
+  journal: the same exchange without those projections;
+- `sequencer floor`: sequencer + journal around a core that only takes the sequence number:
+  the cost of the asyncio hand-offs, encoding, group commit and fsync on their own.
+
+Replay: the journal the `exchange` run wrote is replayed from scratch the way start-up and
+`hogx replay` do it (open and check the journal, read, decode, apply, projections); also shown
+split into its parts, and for the core alone (no projections). Every figure is the median of
+`--runs`.
 """
 
 from __future__ import annotations
@@ -28,9 +37,11 @@ from typing import Any
 from benchmarks.workload import MarketWorkload
 from exchange.commands import Command, decode_command
 from exchange.core import ExchangeCore
-from exchange.journal import Journal
-from exchange.sequencer import Exchange
+from exchange.events import Event
+from exchange.journal import CODEC_IMPLEMENTATION, Journal
+from exchange.sequencer import CommandResult, Exchange
 from exchange.snapshots import Recovered, journal_dir
+from matching_engine.implementation import BOOK_IMPLEMENTATION
 
 
 def command_stream(count: int, seed: int) -> tuple[list[Command], list[Command]]:
@@ -52,13 +63,39 @@ def command_stream(count: int, seed: int) -> tuple[list[Command], list[Command]]
     return setup, stream
 
 
+class CorePathExchange(Exchange):
+    """The exchange without its projections: results go to the subscribers only. Only for
+    measuring: its snapshots would lack the projections, so it never writes one."""
+
+    def _publish(self, results: list[CommandResult]) -> None:
+        for subscriber in self._subscribers:
+            subscriber(results)
+
+
+class SequenceOnlyCore(ExchangeCore):
+    """A core that takes each command's sequence and time and does nothing else."""
+
+    def apply(self, command: Command, sequence: int, time_ns: int) -> list[Event]:
+        self.last_sequence, self.last_time_ns = sequence, time_ns
+        return []
+
+
+MODES = ("exchange", "core_path", "sequencer_floor")
+
+
 async def durable_run(
-    data_dir: Path, setup: list[Command], stream: list[Command], tasks: int
+    data_dir: Path, setup: list[Command], stream: list[Command], tasks: int, mode: str = "exchange"
 ) -> dict[str, float]:
-    exchange = Exchange(data_dir, snapshot_every=10**12)
+    kind = Exchange if mode == "exchange" else CorePathExchange
+    exchange = kind(data_dir, snapshot_every=10**12)
     await exchange.start()
     for command in setup:
         await exchange.submit(command)
+    if mode == "sequencer_floor":
+        floor = SequenceOnlyCore()
+        floor.last_sequence = exchange.core.last_sequence
+        floor.last_time_ns = exchange.core.last_time_ns
+        exchange.core = floor
     batches = 0
     exchange.subscribe(lambda results: None)
 
@@ -103,6 +140,8 @@ def replay_run(data_dir: Path) -> dict[str, float]:
     return {
         "records": applied,
         "replay_records_per_second": applied / (replayed - started),
+        "core_only_records_per_second": applied
+        / ((opened - started) + (read_done - replayed) + (applied_done - read_done)),
         "open_check_records_per_second": applied / (opened - started),
         "read_records_per_second": applied / (read_done - replayed),
         "decode_records_per_second": applied / (decoded - read_done),
@@ -137,19 +176,24 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
 
-    durable, replays = [], []
+    durable: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+    replays = []
     for run in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="hogx-bench-", dir=".") as directory:
-            result = runner(durable_run(Path(directory), setup, stream, args.tasks))
-            durable.append(result)
-            say(
-                f"  run {run + 1}: {result['commands_per_second']:,.0f} commands/s durable "
-                f"(mean batch {result['mean_batch']:,.0f} commands per fsync)"
-            )
-            replays.append(replay_run(Path(directory)))
-            say(
-                f"  run {run + 1}: replay {replays[-1]['replay_records_per_second']:,.0f} records/s"
-            )
+        for mode in MODES:
+            with tempfile.TemporaryDirectory(prefix="hogx-bench-", dir=".") as directory:
+                result = runner(durable_run(Path(directory), setup, stream, args.tasks, mode))
+                durable[mode].append(result)
+                say(
+                    f"  run {run + 1}: {mode}: {result['commands_per_second']:,.0f} commands/s "
+                    f"durable (mean batch {result['mean_batch']:,.0f} commands per fsync)"
+                )
+                if mode == "exchange":
+                    replays.append(replay_run(Path(directory)))
+                    say(
+                        f"  run {run + 1}: replay "
+                        f"{replays[-1]['replay_records_per_second']:,.0f} records/s, core alone "
+                        f"{replays[-1]['core_only_records_per_second']:,.0f}"
+                    )
 
     def median(rows: list[dict[str, float]], key: str) -> float:
         return statistics.median(row[key] for row in rows)
@@ -159,9 +203,18 @@ def main(argv: list[str] | None = None) -> int:
         "tasks": args.tasks,
         "event_loop": loop_name,
         "python": sys.version.split()[0],
-        "commands_per_second": round(median(durable, "commands_per_second")),
-        "mean_batch": round(median(durable, "mean_batch")),
+        "book": BOOK_IMPLEMENTATION,
+        "journal_codec": CODEC_IMPLEMENTATION,
+        "commands_per_second": round(median(durable["exchange"], "commands_per_second")),
+        "mean_batch": round(median(durable["exchange"], "mean_batch")),
+        "core_path_commands_per_second": round(median(durable["core_path"], "commands_per_second")),
+        "sequencer_floor_commands_per_second": round(
+            median(durable["sequencer_floor"], "commands_per_second")
+        ),
         "replay_records_per_second": round(median(replays, "replay_records_per_second")),
+        "replay_core_only_records_per_second": round(
+            median(replays, "core_only_records_per_second")
+        ),
         "replay_parts_records_per_second": {
             part: round(median(replays, f"{part}_records_per_second"))
             for part in ("open_check", "read", "decode", "apply")
@@ -171,11 +224,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures))
     else:
         print(
-            f"durable commands/s (median of {args.runs}): {figures['commands_per_second']:,} "
-            f"on {loop_name}, Python {figures['python']}"
+            f"durable commands/s (median of {args.runs}), {loop_name}, Python "
+            f"{figures['python']}, {BOOK_IMPLEMENTATION} book, {CODEC_IMPLEMENTATION} journal "
+            "codec:"
         )
+        print(f"  exchange (with projections): {figures['commands_per_second']:,}")
+        print(f"  core path (no projections):  {figures['core_path_commands_per_second']:,}")
+        print(f"  sequencer floor (no-op core): {figures['sequencer_floor_commands_per_second']:,}")
         print(f"replay records/s (median of {args.runs}): {figures['replay_records_per_second']:,}")
-        print(f"replay parts, records/s: {figures['replay_parts_records_per_second']}")
+        print(f"  core alone (no projections): {figures['replay_core_only_records_per_second']:,}")
+        print(f"  parts: {figures['replay_parts_records_per_second']}")
     return 0
 
 
