@@ -77,9 +77,24 @@ class MarketDataState(msgspec.Struct, frozen=True):
 
 
 class _Symbol:
-    """Live projection of one symbol (deque and dicts for fast updates)."""
+    """Live projection of one symbol (deque and dicts for fast updates).
 
-    __slots__ = ("candles", "day", "last_price", "last_trade_sequence", "recent_trades")
+    It also keeps each interval's newest candle, with the span [current_from_ns, current_until_ns)
+    of times that fall in all of their buckets: a trade in that span (nearly every one) updates
+    them as they are, with no bucket to work out (a big-int division per interval). Empty after a
+    restore, so the first trade works it out again.
+    """
+
+    __slots__ = (
+        "candles",
+        "current_candles",
+        "current_from_ns",
+        "current_until_ns",
+        "day",
+        "last_price",
+        "last_trade_sequence",
+        "recent_trades",
+    )
 
     def __init__(self) -> None:
         self.recent_trades: deque[PublicTrade] = deque(maxlen=MAX_RECENT_TRADES)
@@ -89,6 +104,28 @@ class _Symbol:
         }
         self.last_price: int | None = None
         self.last_trade_sequence = 0
+        self.current_candles: list[Candle] = []  # candles[name][-1], in INTERVALS_NS order
+        self.current_from_ns = 0
+        self.current_until_ns = 0
+
+    def enter_buckets(self, time_ns: int, price: int) -> None:
+        """Make the day and the current candles those holding `time_ns`: the newest ones if it is
+        still in them, else new ones opened at `price` with no volume yet."""
+        day_start = bucket_start_ns(time_ns, INTERVALS_NS["1d"])
+        if self.day.day_start_ns != day_start or self.day.open is None:
+            self.day = DayStats(day_start, price, price, price, price, 0)
+        self.current_candles = []
+        for name, interval_ns in INTERVALS_NS.items():
+            start = bucket_start_ns(time_ns, interval_ns)
+            candles = self.candles[name]
+            if not candles or candles[-1].start_ns != start:
+                candles.append(Candle(start, price, price, price, price, 0))
+            self.current_candles.append(candles[-1])
+        self.current_from_ns = max(c.start_ns for c in self.current_candles)
+        self.current_until_ns = min(
+            c.start_ns + interval_ns
+            for c, interval_ns in zip(self.current_candles, INTERVALS_NS.values(), strict=True)
+        )
 
 
 class MarketData:
@@ -116,25 +153,22 @@ class MarketData:
         )
         data.last_price = price
         data.last_trade_sequence = sequence
-        day_start = bucket_start_ns(time_ns, INTERVALS_NS["1d"])
+        if not data.current_from_ns <= time_ns < data.current_until_ns:
+            data.enter_buckets(time_ns, price)  # a new minute, or the first trade since a restore
         day = data.day
-        if day.day_start_ns != day_start or day.open is None:
-            day = data.day = DayStats(day_start, price, price, price, price, 0)
-        day.high = max(day.high or price, price)
-        day.low = min(day.low or price, price)
+        if not day.high or price > day.high:  # set since the day opened (`not` narrows the type)
+            day.high = price
+        if not day.low or price < day.low:
+            day.low = price
         day.last = price
         day.volume += quantity
-        for name, interval_ns in INTERVALS_NS.items():
-            start = bucket_start_ns(time_ns, interval_ns)
-            candles = data.candles[name]
-            if candles and candles[-1].start_ns == start:
-                candle = candles[-1]
-                candle.high = max(candle.high, price)
-                candle.low = min(candle.low, price)
-                candle.close = price
-                candle.volume += quantity
-            else:
-                candles.append(Candle(start, price, price, price, price, quantity))
+        for candle in data.current_candles:
+            if price > candle.high:
+                candle.high = price
+            if price < candle.low:
+                candle.low = price
+            candle.close = price
+            candle.volume += quantity
 
     # ------------------------------------------------------------------ queries
 
