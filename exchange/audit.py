@@ -10,7 +10,7 @@ rules) are not indexed here; their commands and rejections are in the journal it
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
@@ -32,6 +32,15 @@ AuditedEvent = (
     | OrderAccepted
     | OrderAmended
     | Trade
+    | OrderCancelled
+    | OrderExpired
+    | FundsReleased
+)
+OrderEvent = (  # the audited events about one order (a trade is about two)
+    OrderRegistered
+    | FundsHeld
+    | OrderAccepted
+    | OrderAmended
     | OrderCancelled
     | OrderExpired
     | FundsReleased
@@ -75,34 +84,26 @@ class AuditTrail:
             kind = type(event)
             if kind is Trade:
                 assert isinstance(event, Trade)
-                for order_id, role in (
-                    (event.maker_order_id, "maker"),
-                    (event.taker_order_id, "taker"),
-                ):
-                    self._add(order_id, sequence, time_ns, "fill", command_type, event, role)
+                self._add_fill(event, sequence, time_ns, command_type)
                 continue
-            about = _order_of(event)
-            if about is None:
-                continue
-            order_id = about
+            step = _KINDS.get(kind)
+            if step is None:  # not a step of an order's life (settlements are the ledger's:
+                continue  # the fills already carry their trade)
+            order_event: OrderEvent = event  # type: ignore[assignment]  # the kinds of _KINDS
             if kind is OrderRegistered:
-                orders[order_id] = []
-            audited = cast(AuditedEvent, event)  # `_order_of` answers only for audited kinds
-            self._add(order_id, sequence, time_ns, _KINDS[kind], command_type, audited)
+                orders[order_event.order_id] = []
+            history = orders.get(order_event.order_id)
+            if history is not None:  # an order the exchange registered (refusals have no history)
+                history.append(AuditEntry(sequence, time_ns, step, command_type, order_event))
 
-    def _add(
-        self,
-        order_id: int,
-        sequence: int,
-        time_ns: int,
-        kind: str,
-        command: str,
-        event: AuditedEvent,
-        liquidity: str | None = None,
-    ) -> None:
-        history = self._orders.get(order_id)
-        if history is not None:  # an order the exchange registered (refusals have no history)
-            history.append(AuditEntry(sequence, time_ns, kind, command, event, liquidity))
+    def _add_fill(self, trade: Trade, sequence: int, time_ns: int, command: str) -> None:
+        """The trade is a step of both orders' lives: the maker's first, then the taker's."""
+        maker = self._orders.get(trade.maker_order_id)
+        if maker is not None:
+            maker.append(AuditEntry(sequence, time_ns, "fill", command, trade, "maker"))
+        taker = self._orders.get(trade.taker_order_id)
+        if taker is not None:
+            taker.append(AuditEntry(sequence, time_ns, "fill", command, trade, "taker"))
 
     def history(self, order_id: int) -> list[AuditEntry] | None:
         return self._orders.get(order_id)
@@ -126,12 +127,3 @@ _KINDS: dict[type, str] = {
     OrderExpired: "expired",
     FundsReleased: "funds_released",
 }
-
-
-def _order_of(event: Event) -> int | None:
-    """The order an event is about, for the kinds the trail keeps (settlements are the
-    ledger's: the fills already carry their trade)."""
-    if type(event) in _KINDS:
-        order_id: int = event.order_id  # type: ignore[union-attr]
-        return order_id
-    return None

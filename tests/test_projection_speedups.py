@@ -2,20 +2,28 @@
 the stream ends exactly where one fed everything did, and what a shortcut skips working out is
 what the plain rule would have found.
 
-Market data skips finding a trade's candle buckets while trades stay in the current ones.
+Market data skips finding a trade's candle buckets while trades stay in the current ones; the
+audit trail files each step straight into its order's history.
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.events import Trade
+from benchmarks.core import command_stream
+from exchange.audit import AuditState, AuditTrail
+from exchange.core import ExchangeCore
+from exchange.events import Event, Trade
 from exchange.marketdata import INTERVALS_NS, MarketData, MarketDataState, bucket_start_ns
 from matching_engine import Side
+
+Record = tuple[int, int, Any, list[Event]]  # sequence, time_ns, command, events
 
 SYMBOL = "HOG-TEST"
 START_NS = 1_772_323_200 * 10**9  # 2026-03-01T00:00:00Z
@@ -95,3 +103,55 @@ def test_the_days_statistics_are_its_daily_candle(gaps: list[tuple[int, int, int
         candle.close,
         candle.volume,
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# The projections fed by the exchange core with the benchmark's mixed order flow
+
+
+@pytest.fixture(scope="module")
+def records() -> list[Record]:
+    """4,000 commands through a core, a second or so apart, so they span about an hour."""
+    setup, stream = command_stream(4_000, seed=7)
+    core = ExchangeCore()
+    records: list[Record] = []
+    time_ns = START_NS
+    for sequence, command in enumerate(setup + stream, start=1):
+        time_ns += sequence * 7_919_000_003 % 2_000_000_000
+        records.append((sequence, time_ns, command, core.apply(command, sequence, time_ns)))
+    return records
+
+
+CUTS = [0, 1, 30, 1_000, 2_500, 4_000]
+
+
+@pytest.mark.parametrize("cut", CUTS)
+def test_the_audit_trail_restored_anywhere_ends_where_one_fed_everything_did(
+    records: list[Record], cut: int
+) -> None:
+    whole, before = AuditTrail(), AuditTrail()
+    for record in records:
+        whole.observe(*record)
+    for record in records[:cut]:
+        before.observe(*record)
+    snapshot = msgspec.msgpack.encode(before.state())
+    after = AuditTrail.from_state(msgspec.msgpack.decode(snapshot, type=AuditState))
+    for record in records[cut:]:
+        after.observe(*record)
+    assert msgspec.msgpack.encode(after.state()) == msgspec.msgpack.encode(whole.state())
+
+
+def test_a_fill_is_a_step_of_the_makers_life_and_of_the_takers(records: list[Record]) -> None:
+    trail = AuditTrail()
+    for record in records:
+        trail.observe(*record)
+    trades = [event for *_, events in records for event in events if type(event) is Trade]
+    assert trades
+    for trade in trades:
+        for order_id, liquidity in (
+            (trade.maker_order_id, "maker"),
+            (trade.taker_order_id, "taker"),
+        ):
+            history = trail.history(order_id) or []
+            fills = [e for e in history if e.kind == "fill" and e.event == trade]
+            assert [e.liquidity for e in fills] == [liquidity]
