@@ -7,8 +7,9 @@ command.
 Callers `await exchange.submit(command)` and get the command's `CommandResult`. The writer task
 takes every command waiting (a batch, up to `MAX_BATCH`), stamps each with the next sequence
 number and time, appends the batch to the journal with a single fsync (group commit), applies
-the commands one by one, publishes the results and only then answers. While one batch is being
-made durable on the I/O thread, the next one gathers, so the batch grows with the load.
+the commands one by one, publishes the results and only then answers. The two stages overlap:
+while one batch is made durable on the I/O thread, the one before it (durable already) is
+applied and answered and the next one gathers, so the batch grows with the load.
 
 Start-up recovers: the newest valid snapshot, then the journal after it. Snapshots are written
 by a separate process every `snapshot_every` records and by the exchange itself at shutdown.
@@ -92,6 +93,25 @@ class CommandResult(msgspec.Struct, frozen=True, gc=False):
 
 
 Subscriber = Callable[[list[CommandResult]], None]
+Pending = tuple[
+    Command, bytes, "asyncio.Future[CommandResult]"
+]  # a command waiting to be sequenced
+
+
+class _Batch:
+    """Commands sequenced together: their records, and the task making them durable."""
+
+    __slots__ = ("durable", "items", "records")
+
+    def __init__(
+        self,
+        items: list[Pending],
+        records: list[tuple[int, int, bytes]],
+        durable: asyncio.Task[None],
+    ) -> None:
+        self.items = items
+        self.records = records
+        self.durable = durable
 
 
 class ExchangeStopped(Exception):
@@ -135,7 +155,9 @@ class Exchange:
         self._snapshot_every = snapshot_every
         self._clock = clock
         self._journal: Journal | None = None
-        self._pending: deque[tuple[Command, bytes, asyncio.Future[CommandResult]]] = deque()
+        self._pending: deque[Pending] = deque()
+        self._stamped_sequence = 0  # the last sequence and time handed out (see _stamp)
+        self._stamped_time_ns = 0
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hogx-journal")
@@ -433,43 +455,91 @@ class Exchange:
         return await future
 
     async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Pipelined group commit: once a batch is durable, the commands that gathered
+        meanwhile start their own write (stream, journal, fsync), and the durable batch is
+        applied, published and answered while that write runs. So the disk and the core work
+        at once, yet every batch is applied only once it is durable, in order, and answered
+        only after its subscribers saw it."""
+        self._stamped_sequence = self.core.last_sequence
+        self._stamped_time_ns = self.core.last_time_ns
+        in_flight: _Batch | None = None
         while True:
-            if not self._pending:
-                if not self._accepting:
-                    return
-                self._wakeup.clear()
-                if not await self._wait_or_tick():
-                    return
-                continue
-            batch = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
-            records = self._stamp(batch)
-            journal = self._journal
-            assert journal is not None
+            if in_flight is None:
+                if not self._pending:
+                    if not self._accepting:
+                        return
+                    self._wakeup.clear()
+                    if not await self._wait_or_tick():
+                        return
+                    continue
+                in_flight = self._start_batch(None)
             try:
-                if self._stream_writer is not None:  # the stream is the truth; then the mirror
-                    if self._link is not None and not self._link.lease.held:
-                        raise LeaseLost("the shard's lease was not renewed in time")
-                    await self._stream_writer.append(records, flush=self._feed_tick_due())
-                await loop.run_in_executor(self._io, journal.append_batch, records)
+                await in_flight.durable
             except BaseException as error:  # the disk failed: nothing in this batch happened
-                self._fail(error, batch)
+                await self._fail_batches(error, in_flight, None)
                 return
+            following = None
+            if self._pending:
+                following = self._start_batch(in_flight)
+                await asyncio.sleep(0)  # let its write begin: it runs beside the apply below
             try:
-                results = [
-                    CommandResult(
-                        sequence, time_ns, command, self.core.apply(command, sequence, time_ns)
-                    )
-                    for (command, _, _), (sequence, time_ns, _) in zip(batch, records, strict=True)
-                ]
+                self._apply_batch(in_flight)
             except BaseException as error:  # a bug in the core: state can no longer be trusted
-                self._fail(error, batch)
+                await self._fail_batches(error, in_flight, following)
                 return
-            self._publish(results)
-            for (_, _, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-            self._maybe_snapshot()
+            in_flight = following
+
+    def _start_batch(self, previous: _Batch | None) -> _Batch:
+        """Take the waiting commands (up to MAX_BATCH), stamp them and start making them
+        durable, after `previous` (writes never overtake each other)."""
+        items = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
+        records = self._stamp(items)
+        flush = self._stream_writer is not None and self._feed_tick_due()
+        durable = asyncio.create_task(
+            self._make_durable(records, None if previous is None else previous.durable, flush)
+        )
+        return _Batch(items, records, durable)
+
+    async def _make_durable(
+        self,
+        records: list[tuple[int, int, bytes]],
+        previous: asyncio.Task[None] | None,
+        flush: bool,
+    ) -> None:
+        if previous is not None:
+            await previous  # raises if it failed: nothing after a failed batch is written
+        journal = self._journal
+        assert journal is not None
+        if self._stream_writer is not None:  # the stream is the truth; then the mirror
+            if self._link is not None and not self._link.lease.held:
+                raise LeaseLost("the shard's lease was not renewed in time")
+            await self._stream_writer.append(records, flush=flush)
+        await asyncio.get_running_loop().run_in_executor(self._io, journal.append_batch, records)
+
+    def _apply_batch(self, batch: _Batch) -> None:
+        """Apply a durable batch, publish its results, then answer its callers."""
+        results = [
+            CommandResult(sequence, time_ns, command, self.core.apply(command, sequence, time_ns))
+            for (command, _, _), (sequence, time_ns, _) in zip(
+                batch.items, batch.records, strict=True
+            )
+        ]
+        self._publish(results)
+        for (_, _, future), result in zip(batch.items, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+        self._maybe_snapshot()
+
+    async def _fail_batches(
+        self, error: BaseException, batch: _Batch, following: _Batch | None
+    ) -> None:
+        """Stop: `batch`, `following` and every waiting command are answered with
+        `ExchangeStopped`."""
+        if following is not None:
+            # Let its write end (it fails at once after a failed one) before anyone closes
+            # the journal under it.
+            await asyncio.gather(following.durable, return_exceptions=True)
+        self._fail(error, [*batch.items, *(following.items if following is not None else ())])
 
     # Gateways turn the stream into feed frames, flushing where the stream says (so every
     # gateway sends the same frames): at most every FEED_TICK_S, and FEED_TICK_S at most after
@@ -515,24 +585,20 @@ class Exchange:
             except Exception as error:  # a projection's bug must not stop the market
                 print(f"hogx: subscriber {subscriber!r} failed: {error!r}", file=sys.stderr)
 
-    def _stamp(
-        self, batch: list[tuple[Command, bytes, asyncio.Future[CommandResult]]]
-    ) -> list[tuple[int, int, bytes]]:
-        """Next sequence numbers and a UTC time that never goes backwards."""
-        sequence = self.core.last_sequence
-        time_ns = self.core.last_time_ns
+    def _stamp(self, batch: list[Pending]) -> list[tuple[int, int, bytes]]:
+        """Next sequence numbers and a UTC time that never goes backwards (after the last
+        batch stamped: it may not be applied yet)."""
+        sequence = self._stamped_sequence
+        time_ns = self._stamped_time_ns
         records = []
         for _, payload, _ in batch:
             sequence += 1
             time_ns = max(self._clock(), time_ns)
             records.append((sequence, time_ns, payload))
+        self._stamped_sequence, self._stamped_time_ns = sequence, time_ns
         return records
 
-    def _fail(
-        self,
-        error: BaseException,
-        batch: Sequence[tuple[Command, bytes, asyncio.Future[CommandResult]]] = (),
-    ) -> None:
+    def _fail(self, error: BaseException, batch: Sequence[Pending] = ()) -> None:
         self._accepting = False
         self._failure = error
         print(f"hogx: stopped accepting commands: {error!r}", file=sys.stderr)
