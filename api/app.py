@@ -7,7 +7,6 @@ from the data directory) and stops with it (finishing the batch in flight, writi
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import sys
@@ -36,6 +35,7 @@ from api.ws import flush_forever
 from clearing.ledger import Ledger, default_database_url
 from exchange import commands as c
 from exchange.cluster import ClusterConfig
+from exchange.collector import collect_seldom, keep_for_good
 from exchange.command_service import serve_commands, stop_serving
 from exchange.demo import demo_participants, order_flow, setup_commands
 from exchange.events import CommandRejected
@@ -171,8 +171,8 @@ def create_app(settings: Settings) -> FastAPI:
                 subscriptions.append(await serve_commands(link.nc, link.shard, exchange))
 
         await exchange.on_leading(on_leading)  # at once when embedded; on takeover otherwise
-        gc.collect()
-        gc.freeze()  # what start-up built lives for good: keep it out of every collection
+        keep_for_good()  # what start-up built lives for good: keep it out of every collection
+        collect_seldom()
         flusher = asyncio.create_task(flush_forever(hub, settings.feed_window_s))
         heads_publisher = asyncio.create_task(
             publish_forever(

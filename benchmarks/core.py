@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import sys
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.workload import MarketWorkload
+from exchange.collector import collect_seldom, keep_for_good
 from exchange.commands import Command, decode_command
 from exchange.core import ExchangeCore
 from exchange.events import Event
@@ -91,6 +93,9 @@ async def durable_run(
     await exchange.start()
     for command in setup:
         await exchange.submit(command)
+    # As the server after start-up: what exists now lives for good; collections are rare.
+    keep_for_good()
+    collect_seldom()
     if mode == "sequencer_floor":
         floor = SequenceOnlyCore()
         floor.last_sequence = exchange.core.last_sequence
@@ -113,6 +118,7 @@ async def durable_run(
     await asyncio.gather(*(submitter(k) for k in range(tasks)))
     seconds = time.perf_counter() - started
     await exchange.stop(snapshot=False)
+    gc.unfreeze()  # the next run starts afresh
     return {
         "commands_per_second": len(stream) / seconds,
         "mean_batch": len(stream) / max(batches, 1),
@@ -121,6 +127,7 @@ async def durable_run(
 
 def replay_run(data_dir: Path) -> dict[str, float]:
     """Replay the whole journal as start-up does, and time its parts separately too."""
+    collect_seldom()  # as `hogx serve` and `hogx replay` run
     started = time.perf_counter()
     with Journal.open(journal_dir(data_dir), fsync=False) as journal:
         opened = time.perf_counter()
