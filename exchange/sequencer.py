@@ -536,8 +536,10 @@ class Exchange:
         """Stop: `batch`, `following` and every waiting command are answered with
         `ExchangeStopped`."""
         if following is not None:
-            # Let its write end (it fails at once after a failed one) before anyone closes
-            # the journal under it.
+            # Let its write end before anyone closes the journal under it. After a failed
+            # write it fails at once; after a core failure it may succeed, and its commands
+            # are then in the journal though their callers heard of the failure (as with any
+            # answer lost in a crash: `ExchangeStopped` after a submit means "unknown").
             await asyncio.gather(following.durable, return_exceptions=True)
         self._fail(error, [*batch.items, *(following.items if following is not None else ())])
 

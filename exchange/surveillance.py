@@ -135,8 +135,9 @@ class SurveillanceState(msgspec.Struct, frozen=True):
     markets: dict[str, MarketWatch]
 
 
-def _other(side: Side) -> Side:
-    return Side.SELL if side is Side.BUY else Side.BUY
+# The other side, looked up (on every trade): reading an enum member off its class, as in
+# `Side.BUY`, costs several dict lookups.
+_OTHER: dict[Side, Side] = {Side.BUY: Side.SELL, Side.SELL: Side.BUY}
 
 
 def _beyond(price: int, reference: int, bps: int) -> bool:
@@ -146,15 +147,6 @@ def _beyond(price: int, reference: int, bps: int) -> bool:
 
 def _move_bps(price: int, reference: int) -> int:
     return (price - reference) * BPS // reference
-
-
-def _crosses(incoming: OpenOrder, resting: OpenOrder) -> bool:
-    """`incoming` could have traded with `resting` (opposite sides of one market)."""
-    if incoming.price is None or resting.price is None:
-        return True
-    if incoming.side is Side.BUY:
-        return resting.price <= incoming.price
-    return resting.price >= incoming.price
 
 
 def _unique(values: Iterable[int]) -> list[int]:
@@ -168,8 +160,9 @@ class Surveillance:
         self.alerts: list[Alert] = []
         self._configure(config or SurveillanceConfig())
         self._open: dict[int, OpenOrder] = {}
-        # (participant, symbol, side) -> their open order ids there, for self-trade reports
-        self._owned: dict[tuple[int, str, Side], dict[int, None]] = {}
+        # (participant, symbol, side) -> their open orders there by id, for self-trade reports
+        # (the very objects in `_open`, so that they show amended prices)
+        self._owned: dict[tuple[int, str, Side], dict[int, OpenOrder]] = {}
         self._fills: dict[tuple[int, str, Side], deque[RecentFill]] = {}
         self._markets: dict[str, MarketWatch] = {}
         self._sequence = 0
@@ -229,7 +222,7 @@ class Surveillance:
             market.reference_price = event.reference_price
 
     def _on_accepted(self, event: OrderAccepted) -> None:
-        self._open[event.order_id] = OpenOrder(
+        order = self._open[event.order_id] = OpenOrder(
             event.participant_id,
             event.symbol,
             event.side,
@@ -238,7 +231,10 @@ class Surveillance:
             self._time_ns,
         )
         key = (event.participant_id, event.symbol, event.side)
-        self._owned.setdefault(key, {})[event.order_id] = None
+        owned = self._owned.get(key)
+        if owned is None:  # not setdefault: it would build an empty dict for every order
+            owned = self._owned[key] = {}
+        owned[event.order_id] = order
 
     def _on_amended(self, event: OrderAmended) -> None:
         order = self._open.get(event.order_id)
@@ -271,12 +267,8 @@ class Surveillance:
 
     def _self_trade_attempt(self, event: OrderCancelled, order: OpenOrder) -> None:
         owner = event.participant_id
-        resting = self._owned.get((owner, event.symbol, _other(event.side)), {})
-        # `resting` holds ids in ascending order (orders enter it when accepted, ids only grow,
-        # and from_state refills it sorted), so the first crossing ones are the lowest ids.
-        crossing = list(
-            itertools.islice((o for o in resting if _crosses(order, self._open[o])), MAX_LINKED - 1)
-        )
+        resting = self._owned.get((owner, event.symbol, _OTHER[event.side]), {})
+        crossing = self._first_crossing(order, resting)
         trades = [t for t in self._command_trades if t.taker_order_id == event.order_id]
         self._raise(
             SELF_TRADE_ATTEMPT,
@@ -293,13 +285,35 @@ class Surveillance:
             },
         )
 
+    def _first_crossing(self, incoming: OpenOrder, resting: dict[int, OpenOrder]) -> list[int]:
+        """The ids of the first MAX_LINKED - 1 `resting` orders (the other side of the market)
+        that `incoming` could have traded with: those priced at or better than its limit, and
+        any without a price; all of them if `incoming` has none.
+
+        `resting` holds ids in ascending order (orders enter it when accepted, ids only grow,
+        and from_state refills it sorted), so these are the lowest ids. An owner may rest many
+        orders, so the loop is plain: one comparison per order, no call.
+        """
+        limit = incoming.price
+        if limit is None:
+            return list(itertools.islice(resting, MAX_LINKED - 1))
+        buying = incoming.side is Side.BUY
+        crossing: list[int] = []
+        for order_id, order in resting.items():
+            price = order.price
+            if price is None or (price <= limit if buying else price >= limit):
+                crossing.append(order_id)
+                if len(crossing) == MAX_LINKED - 1:
+                    break
+        return crossing
+
     def _maybe_spoofing(self, event: OrderCancelled, order: OpenOrder) -> None:
         config = self.config
         lifetime_ns = self._time_ns - order.time_ns
         quantity = max(event.cancelled_quantity, order.quantity)  # unfilled: its largest size
         if quantity < config.spoofing_min_lots or lifetime_ns > self._spoofing_window_ns:
             return
-        key = (event.participant_id, event.symbol, _other(event.side))
+        key = (event.participant_id, event.symbol, _OTHER[event.side])
         meanwhile: list[RecentFill] = []  # from the newest back to the order's placing
         traded = 0
         for fill in reversed(self._fills.get(key, ())):
@@ -312,7 +326,7 @@ class Surveillance:
         if not meanwhile:
             return
         meanwhile.reverse()
-        other = _other(event.side).value
+        other = _OTHER[event.side].value
         self._raise(
             SPOOFING,
             event.symbol,
@@ -337,7 +351,7 @@ class Surveillance:
     def _on_trade(self, trade: Trade) -> None:
         self._command_trades.append(trade)
         self._fill(trade.taker_order_id, trade.taker_remaining, trade, trade.aggressor_side)
-        self._fill(trade.maker_order_id, trade.maker_remaining, trade, _other(trade.aggressor_side))
+        self._fill(trade.maker_order_id, trade.maker_remaining, trade, _OTHER[trade.aggressor_side])
         group = self._group_of.get(trade.maker_participant_id)
         if group is not None and group == self._group_of.get(trade.taker_participant_id):
             self._wash_trade(trade, group)
@@ -555,7 +569,7 @@ class Surveillance:
             order = msgspec.structs.replace(order)
             surveillance._open[order_id] = order
             key = (order.participant_id, order.symbol, order.side)
-            surveillance._owned.setdefault(key, {})[order_id] = None
+            surveillance._owned.setdefault(key, {})[order_id] = order
         for recent in state.recent_fills:
             key = (recent.participant_id, recent.symbol, recent.side)
             surveillance._fills[key] = deque(recent.fills, maxlen=MAX_RECENT_FILLS)

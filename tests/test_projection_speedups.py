@@ -3,7 +3,8 @@ the stream ends exactly where one fed everything did, and what a shortcut skips 
 what the plain rule would have found.
 
 Market data skips finding a trade's candle buckets while trades stay in the current ones; the
-audit trail files each step straight into its order's history.
+audit trail files each step straight into its order's history; surveillance looks for an owner's
+crossing orders in a plain loop over them.
 """
 
 from __future__ import annotations
@@ -18,10 +19,20 @@ from hypothesis import strategies as st
 
 from benchmarks.core import command_stream
 from exchange.audit import AuditState, AuditTrail
+from exchange.commands import CancelOrder
 from exchange.core import ExchangeCore
-from exchange.events import Event, Trade
+from exchange.events import Event, OrderAccepted, OrderAmended, OrderCancelled, Trade
 from exchange.marketdata import INTERVALS_NS, MarketData, MarketDataState, bucket_start_ns
-from matching_engine import Side
+from exchange.surveillance import (
+    MAX_LINKED,
+    SELF_TRADE_ATTEMPT,
+    WASH_TRADE,
+    Surveillance,
+    SurveillanceState,
+)
+from exchange.surveillance_config import SurveillanceConfig
+from matching_engine import OrderType, Side, TimeInForce
+from matching_engine.enums import CancelReason
 
 Record = tuple[int, int, Any, list[Event]]  # sequence, time_ns, command, events
 
@@ -155,3 +166,77 @@ def test_a_fill_is_a_step_of_the_makers_life_and_of_the_takers(records: list[Rec
             history = trail.history(order_id) or []
             fills = [e for e in history if e.kind == "fill" and e.event == trade]
             assert [e.liquidity for e in fills] == [liquidity]
+
+
+# Links and thresholds that make the benchmark's random flow raise alerts of several kinds.
+WATCHFUL = SurveillanceConfig(
+    linked_participants=((1, 2, 3), (4, 5)),
+    spoofing_size_ratio=2,
+    spoofing_window_s=60,
+    close_window_minutes=600,
+    close_move_bps=10,
+    price_move_bps=20,
+    price_move_window_s=600,
+)
+
+
+@pytest.mark.parametrize("cut", CUTS)
+def test_surveillance_restored_anywhere_ends_where_one_fed_everything_did(
+    records: list[Record], cut: int
+) -> None:
+    whole, before = Surveillance(WATCHFUL), Surveillance(WATCHFUL)
+    for record in records:
+        whole.observe(*record)
+    assert {SELF_TRADE_ATTEMPT, WASH_TRADE} <= {alert.kind for alert in whole.alerts}
+    for record in records[:cut]:
+        before.observe(*record)
+    snapshot = msgspec.msgpack.encode(before.state())
+    after = Surveillance.from_state(msgspec.msgpack.decode(snapshot, type=SurveillanceState))
+    for record in records[cut:]:
+        after.observe(*record)
+    assert msgspec.msgpack.encode(after.state()) == msgspec.msgpack.encode(whole.state())
+
+
+def accepted(order_id: int, side: Side, price: int | None) -> OrderAccepted:
+    order_type = OrderType.LIMIT if price is not None else OrderType.MARKET
+    return OrderAccepted(
+        SYMBOL, order_id, 1, side, order_type, price, 5, TimeInForce.GTC, False, False
+    )
+
+
+@pytest.mark.parametrize("restored", [False, True])
+@pytest.mark.parametrize("limit", [60_000, None])
+def test_a_self_trade_names_the_owners_lowest_crossing_orders_at_their_prices_now(
+    limit: int | None, restored: bool
+) -> None:
+    """300 resting sells of one owner, every seventh a market order, the others at 59,000 to
+    61,200; every fifth limit sell then amended across 60,000 (after a snapshot, if restored)."""
+    prices = [59_000 + 100 * (order_id % 23) if order_id % 7 else None for order_id in range(300)]
+    surveillance = Surveillance()
+    command = CancelOrder(1, 0)
+    surveillance.observe(
+        1, START_NS, command, [accepted(i, Side.SELL, p) for i, p in enumerate(prices)]
+    )
+    if restored:
+        snapshot = msgspec.msgpack.encode(surveillance.state())
+        surveillance = Surveillance.from_state(
+            msgspec.msgpack.decode(snapshot, type=SurveillanceState)
+        )
+    amends: list[Event] = []
+    for order_id in range(0, 300, 5):
+        if prices[order_id] is not None:
+            prices[order_id] = 61_000 if order_id % 2 else 59_500
+            amends.append(
+                OrderAmended(SYMBOL, order_id, 1, Side.SELL, prices[order_id], 5, 5, False)
+            )
+    surveillance.observe(2, START_NS, command, amends)
+    stopped = OrderCancelled(SYMBOL, 300, 1, Side.BUY, 5, CancelReason.SELF_TRADE)
+    surveillance.observe(3, START_NS, command, [accepted(300, Side.BUY, limit), stopped])
+    crossing = [
+        order_id
+        for order_id, price in enumerate(prices)
+        if limit is None or price is None or price <= limit
+    ]
+    assert len(crossing) > MAX_LINKED
+    [alert] = surveillance.alerts
+    assert alert.order_ids == [300, *crossing[: MAX_LINKED - 1]]
