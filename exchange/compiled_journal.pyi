@@ -1,5 +1,6 @@
 """Types of the compiled journal codec (exchange/compiled_journal.pyx)."""
 
+from collections.abc import Sequence
 from typing import Any
 
 PROBLEM_NONE: int
@@ -10,7 +11,7 @@ PROBLEM_SEQUENCE: int
 PROBLEM_CHAIN: int
 
 def encode_batch(
-    records: list[tuple[int, int, bytes]], previous_hash: bytes
+    records: Sequence[tuple[int, int, bytes]], previous_hash: bytes
 ) -> tuple[bytes, bytes]: ...
 def parse_records(
     buf: bytes,

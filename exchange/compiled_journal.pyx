@@ -13,6 +13,7 @@ Problems are returned as small integer codes; `journal.py` maps them to its mess
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
@@ -37,12 +38,20 @@ cdef enum:
     MIN_LENGTH = 48
 
 # Why a parse stopped early (journal.py's _SHORT, _LENGTH, _CRC, _SEQUENCE, _CHAIN).
-PROBLEM_NONE = 0
-PROBLEM_SHORT = 1
-PROBLEM_LENGTH = 2
-PROBLEM_CRC = 3
-PROBLEM_SEQUENCE = 4
-PROBLEM_CHAIN = 5
+cdef enum Problem:
+    P_NONE = 0
+    P_SHORT = 1
+    P_LENGTH = 2
+    P_CRC = 3
+    P_SEQUENCE = 4
+    P_CHAIN = 5
+
+PROBLEM_NONE = P_NONE
+PROBLEM_SHORT = P_SHORT
+PROBLEM_LENGTH = P_LENGTH
+PROBLEM_CRC = P_CRC
+PROBLEM_SEQUENCE = P_SEQUENCE
+PROBLEM_CHAIN = P_CHAIN
 
 
 cdef inline uint32_t _get_u32(const uint8_t *p) noexcept nogil:
@@ -77,48 +86,159 @@ cdef inline void _chain_hash(
     SHA256_Final(out, &context)
 
 
-def encode_batch(list records not None, bytes previous_hash not None):
+def encode_batch(records, bytes previous_hash not None):
     """`_encode_batch`: the bytes of checked `(sequence, time_ns, payload)` records, and the
-    new head hash. The caller (`_check_batch`) has checked types, limits and contiguity."""
+    new head hash. The caller (`_check_batch`) has checked limits and contiguity.
+
+    Two passes: the first, with the GIL, reads every record into C arrays (running whatever
+    Python code converting its fields takes, so nothing can change under the second); the
+    second, without it, writes and hashes, so the event loop runs meanwhile."""
     if PyBytes_GET_SIZE(previous_hash) != HASH_BYTES:
         raise ValueError("previous_hash must be 32 bytes")
-    cdef Py_ssize_t total = 0
+    cdef list payloads = []  # keeps every payload alive while the second pass reads it
     cdef Py_ssize_t count = len(records)
+    cdef uint64_t *sequences = <uint64_t *>PyMem_Malloc((count + 1) * sizeof(uint64_t))
+    cdef uint64_t *times = <uint64_t *>PyMem_Malloc((count + 1) * sizeof(uint64_t))
+    cdef const uint8_t **sources = <const uint8_t **>PyMem_Malloc((count + 1) * sizeof(void *))
+    cdef Py_ssize_t *sizes = <Py_ssize_t *>PyMem_Malloc((count + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t total = 0
     cdef Py_ssize_t index
-    cdef tuple record
     cdef bytes payload
-    for index in range(count):
-        record = <tuple?>records[index]
-        if len(record) != 3:  # indexing below is unchecked
-            raise ValueError("a record is (sequence, time_ns, payload)")
-        payload = <bytes?>record[2]
-        if PyBytes_GET_SIZE(payload) > 0xFFFFFFFFU - MIN_LENGTH:
-            raise ValueError("a payload's length must fit the u32 length field")
-        total += FRAME_BYTES + MIN_LENGTH + PyBytes_GET_SIZE(payload)
-    cdef bytes data = PyBytes_FromStringAndSize(NULL, total)
-    cdef uint8_t *out = <uint8_t *>PyBytes_AS_STRING(data)
+    cdef bytes data
+    cdef Py_ssize_t written
+    cdef uint8_t *out
     cdef uint8_t head[HASH_BYTES]
-    memcpy(head, PyBytes_AS_STRING(previous_hash), HASH_BYTES)
+    try:
+        if not (sequences and times and sources and sizes):
+            raise MemoryError()
+        for index, record in enumerate(records):
+            if index >= count:
+                raise ValueError("the records changed while being read")
+            sequence, time_ns, payload_object = record
+            if isinstance(payload_object, (bytearray, memoryview)):
+                payload = bytes(payload_object)  # as `bytes + payload` would take it
+            else:
+                payload = <bytes?>payload_object
+            if PyBytes_GET_SIZE(payload) > 0xFFFFFFFFU - MIN_LENGTH:
+                raise ValueError("a payload's length must fit the u32 length field")
+            payloads.append(payload)
+            sequences[index] = sequence
+            times[index] = time_ns
+            sources[index] = <const uint8_t *>PyBytes_AS_STRING(payload)
+            sizes[index] = PyBytes_GET_SIZE(payload)
+            total += FRAME_BYTES + MIN_LENGTH + sizes[index]
+        if len(payloads) != count:
+            raise ValueError("the records changed while being read")
+        data = PyBytes_FromStringAndSize(NULL, total)
+        memcpy(head, PyBytes_AS_STRING(previous_hash), HASH_BYTES)
+        out = <uint8_t *>PyBytes_AS_STRING(data)
+        with nogil:
+            written = _write_records(out, total, count, sequences, times, sources, sizes, head)
+        if written != total:  # cannot happen: the buffer was sized from the same sizes
+            raise SystemError("journal codec: records do not fill the buffer sized for them")
+    finally:
+        PyMem_Free(sequences)
+        PyMem_Free(times)
+        PyMem_Free(sources)
+        PyMem_Free(sizes)
+    return data, PyBytes_FromStringAndSize(<char *>head, HASH_BYTES)
+
+
+cdef Py_ssize_t _write_records(
+    uint8_t *out,
+    Py_ssize_t total,
+    Py_ssize_t count,
+    const uint64_t *sequences,
+    const uint64_t *times,
+    const uint8_t **sources,
+    const Py_ssize_t *sizes,
+    uint8_t *head,
+) noexcept nogil:
+    """Frame, hash and chain `count` records into `out` (`total` bytes); `head` goes in as
+    the previous hash and comes out as the last record's. Returns the bytes written, or -1
+    (having written nothing past `total`) if the records would not fit."""
     cdef Py_ssize_t offset = 0
-    cdef Py_ssize_t size
+    cdef Py_ssize_t index, size
     cdef uint32_t length
     cdef uint8_t *body
     for index in range(count):
-        record = <tuple?>records[index]
-        payload = <bytes?>record[2]
-        size = PyBytes_GET_SIZE(payload)
+        size = sizes[index]
         length = <uint32_t>(MIN_LENGTH + size)
+        if offset + FRAME_BYTES + <Py_ssize_t>length > total:
+            return -1
         body = out + offset + FRAME_BYTES
-        _put_u64(body, <uint64_t>record[0])
-        _put_u64(body + 8, <uint64_t>record[1])
-        memcpy(body + 16, PyBytes_AS_STRING(payload), size)
+        _put_u64(body, sequences[index])
+        _put_u64(body + 8, times[index])
+        memcpy(body + 16, sources[index], size)
         _chain_hash(head, body, 16 + size, body + 16 + size)
         memcpy(head, body + 16 + size, HASH_BYTES)
         _put_u32(out + offset, length)
         _put_u32(out + offset + 4, <uint32_t>crc32(0, body, length))
         offset += FRAME_BYTES + length
-    assert offset == total
-    return data, PyBytes_FromStringAndSize(<char *>head, HASH_BYTES)
+    return offset
+
+
+cdef struct _Scan:
+    Py_ssize_t offset  # after the last good record
+    uint64_t last_sequence  # of the last good record, if any
+    bint matched  # any good record
+    int problem
+    uint8_t previous[HASH_BYTES]  # the last good record's hash (or the starting one)
+
+
+cdef void _scan(
+    const uint8_t *data,
+    Py_ssize_t end,
+    uint64_t expected,
+    uint64_t wanted_to,
+    bint stop_at_wanted_to,
+    Py_ssize_t max_length,
+    _Scan *scan,
+) noexcept nogil:
+    """Check records from offset 0, as `_parse_records_python` does, without building them."""
+    cdef Py_ssize_t offset = 0
+    cdef Py_ssize_t body, record_end, hash_start
+    cdef uint32_t length, crc
+    cdef uint64_t sequence
+    cdef bint exhausted = False  # a record had sequence 2**64 - 1: no sequence can follow it
+    cdef uint8_t computed[HASH_BYTES]
+    scan.problem = P_NONE
+    scan.matched = False
+    while offset < end:
+        if end - offset < HEADER_BYTES:
+            scan.problem = P_SHORT
+            break
+        length = _get_u32(data + offset)
+        crc = _get_u32(data + offset + 4)
+        sequence = _get_u64(data + offset + 8)
+        if length < MIN_LENGTH or <Py_ssize_t>length > max_length:
+            scan.problem = P_LENGTH
+            break
+        body = offset + FRAME_BYTES
+        record_end = body + length
+        if record_end > end:
+            scan.problem = P_SHORT
+            break
+        if <uint32_t>crc32(0, data + body, length) != crc:
+            scan.problem = P_CRC
+            break
+        if exhausted or sequence != expected:
+            scan.problem = P_SEQUENCE
+            break
+        hash_start = record_end - HASH_BYTES
+        _chain_hash(scan.previous, data + body, hash_start - body, computed)
+        if memcmp(computed, data + hash_start, HASH_BYTES) != 0:
+            scan.problem = P_CHAIN
+            break
+        memcpy(scan.previous, data + hash_start, HASH_BYTES)
+        scan.matched = True
+        scan.last_sequence = sequence
+        exhausted = sequence == 0xFFFFFFFFFFFFFFFFU
+        expected = sequence + 1  # wraps only after 2**64 - 1, which `exhausted` stops at
+        offset = record_end
+        if stop_at_wanted_to and sequence == wanted_to:
+            break
+    scan.offset = offset
 
 
 def parse_records(
@@ -134,65 +254,37 @@ def parse_records(
 ):
     """`_parse_records`, with the problem as a code. `out` may be None (check only); records
     are built with `record_type(sequence, time_ns, payload, hash)`. `stop_at_wanted_to` is
-    False when `wanted_to` is beyond every u64 (read to the end)."""
+    False when `wanted_to` is beyond every u64 (read to the end).
+
+    The records are checked without the GIL (the hashing is nearly all the work), then the
+    wanted ones among those that passed are built with it."""
     if PyBytes_GET_SIZE(previous_hash) != HASH_BYTES:
         raise ValueError("previous_hash must be 32 bytes")
     cdef const uint8_t *data = <const uint8_t *>PyBytes_AS_STRING(buf)
     cdef Py_ssize_t end = PyBytes_GET_SIZE(buf)
+    cdef _Scan scan
+    memcpy(scan.previous, PyBytes_AS_STRING(previous_hash), HASH_BYTES)
+    with nogil:
+        _scan(data, end, expected, wanted_to, stop_at_wanted_to, max_length, &scan)
     cdef Py_ssize_t offset = 0
-    cdef Py_ssize_t body, record_end, hash_start
-    cdef uint32_t length, crc
-    cdef uint64_t sequence, time_ns
-    cdef uint8_t previous[HASH_BYTES]
-    cdef uint8_t computed[HASH_BYTES]
-    cdef bint build = out is not None
-    cdef int problem = PROBLEM_NONE
-    cdef bint matched = False  # any record passed: then `expected` is its sequence + 1
-    cdef uint64_t last_sequence = 0
-    memcpy(previous, PyBytes_AS_STRING(previous_hash), HASH_BYTES)
-    while offset < end:
-        if end - offset < HEADER_BYTES:
-            problem = PROBLEM_SHORT
-            break
-        length = _get_u32(data + offset)
-        crc = _get_u32(data + offset + 4)
-        sequence = _get_u64(data + offset + 8)
-        time_ns = _get_u64(data + offset + 16)
-        if length < MIN_LENGTH or length > max_length:
-            problem = PROBLEM_LENGTH
-            break
-        body = offset + FRAME_BYTES
-        record_end = body + length
-        if record_end > end:
-            problem = PROBLEM_SHORT
-            break
-        if <uint32_t>crc32(0, data + body, length) != crc:
-            problem = PROBLEM_CRC
-            break
-        if sequence != expected:
-            problem = PROBLEM_SEQUENCE
-            break
-        hash_start = record_end - HASH_BYTES
-        _chain_hash(previous, data + body, hash_start - body, computed)
-        if memcmp(computed, data + hash_start, HASH_BYTES) != 0:
-            problem = PROBLEM_CHAIN
-            break
-        if build and sequence >= wanted_from:
-            out.append(
-                record_type(
-                    sequence,
-                    time_ns,
-                    PyBytes_FromStringAndSize(<char *>data + offset + HEADER_BYTES,
-                                              hash_start - offset - HEADER_BYTES),
-                    PyBytes_FromStringAndSize(<char *>data + hash_start, HASH_BYTES),
+    cdef Py_ssize_t record_end, hash_start
+    cdef uint64_t sequence
+    if out is not None:
+        while offset < scan.offset:  # every record here passed the scan
+            record_end = offset + FRAME_BYTES + _get_u32(data + offset)
+            sequence = _get_u64(data + offset + 8)
+            if sequence >= wanted_from:
+                hash_start = record_end - HASH_BYTES
+                out.append(
+                    record_type(
+                        sequence,
+                        _get_u64(data + offset + 16),
+                        PyBytes_FromStringAndSize(<char *>data + offset + HEADER_BYTES,
+                                                  hash_start - offset - HEADER_BYTES),
+                        PyBytes_FromStringAndSize(<char *>data + hash_start, HASH_BYTES),
+                    )
                 )
-            )
-        memcpy(previous, data + hash_start, HASH_BYTES)
-        matched = True
-        last_sequence = sequence
-        expected = sequence + 1  # wraps only after 2**64 - 1: the answer below does not
-        offset = record_end
-        if stop_at_wanted_to and sequence == wanted_to:
-            break
-    next_expected = (<object>last_sequence) + 1 if matched else expected
-    return offset, next_expected, PyBytes_FromStringAndSize(<char *>previous, HASH_BYTES), problem
+            offset = record_end
+    next_expected = (<object>scan.last_sequence) + 1 if scan.matched else expected
+    previous = PyBytes_FromStringAndSize(<char *>scan.previous, HASH_BYTES)
+    return scan.offset, next_expected, previous, scan.problem

@@ -210,6 +210,7 @@ def _parse_records(
         _compiled is not None
         and type(buf) is bytes
         and type(previous_hash) is bytes
+        and len(previous_hash) == _HASH_BYTES  # else no record can chain: Python says so
         and 0 <= expected < _U64_LIMIT
         and 0 <= wanted_from < _U64_LIMIT
         and wanted_to >= 0
@@ -520,9 +521,8 @@ def _encode_batch(
 ) -> tuple[bytes, bytes]:
     """Encode a checked batch; returns the bytes to write and the new head hash. The compiled
     codec, when built, writes exactly the bytes `_encode_batch_python` would."""
-    if _compiled is not None and type(previous_hash) is bytes:
-        batch = records if type(records) is list else list(records)
-        encoded: tuple[bytes, bytes] = _compiled.encode_batch(batch, previous_hash)
+    if _compiled is not None and type(previous_hash) is bytes and len(previous_hash) == _HASH_BYTES:
+        encoded: tuple[bytes, bytes] = _compiled.encode_batch(records, previous_hash)
         return encoded
     return _encode_batch_python(records, previous_hash)
 

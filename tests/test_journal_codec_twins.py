@@ -8,6 +8,7 @@ not: the same good prefix, the same next sequence and hash, the same problem, th
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -38,10 +39,10 @@ times = st.integers(0, _U64_LIMIT - 1)
 
 @st.composite
 def batches(draw: st.DrawFn) -> tuple[list[tuple[int, int, bytes]], bytes]:
-    first = draw(st.one_of(st.integers(1, 1000), st.integers(_U64_LIMIT - 40, _U64_LIMIT - 20)))
-    records = [
-        (first + index, draw(times), draw(payloads)) for index in range(draw(st.integers(1, 12)))
-    ]
+    # Near 2**64 too: after sequence 2**64 - 1 no record can follow.
+    first = draw(st.one_of(st.integers(1, 1000), st.integers(_U64_LIMIT - 16, _U64_LIMIT - 1)))
+    count = min(draw(st.integers(1, 12)), _U64_LIMIT - first)  # sequences are u64
+    records = [(first + index, draw(times), draw(payloads)) for index in range(count)]
     return records, draw(st.one_of(st.just(GENESIS_HASH), hashes))
 
 
@@ -109,14 +110,49 @@ def test_both_codecs_read_any_bytes_alike(
     assert compiled_answer[3] is python_answer[3]  # the very message: callers compare with `is`
 
 
+def test_no_record_follows_sequence_2_64_minus_1_in_either_codec() -> None:
+    last, head = _encode_batch_python([(_U64_LIMIT - 1, 5, b"last")], GENESIS_HASH)
+    wrapped, _ = _encode_batch_python([(0, 6, b"wrapped"), (1, 7, b"on")], head)
+    for parse in (_parse_records, _parse_records_python):
+        out: list[JournalRecord] = []
+        used, expected, _, problem = parse(
+            last + wrapped, _U64_LIMIT - 1, GENESIS_HASH, 0, _U64_LIMIT, out
+        )
+        assert (used, expected, problem) == (len(last), _U64_LIMIT, journal._SEQUENCE)
+        assert [record.sequence for record in out] == [_U64_LIMIT - 1]
+
+
+class _Meddling:
+    """A sequence number whose conversion empties the batch being encoded."""
+
+    batch: ClassVar[list[tuple[object, int, bytes]]] = []
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        self.batch.clear()
+        return self.value
+
+    __int__ = __index__
+
+
+def test_a_batch_changed_while_being_encoded_is_refused_not_a_memory_error() -> None:
+    assert compiled is not None
+    batch: list[tuple[object, int, bytes]] = [(_Meddling(1), 1, b"x"), (2, 2, b"y"), (3, 3, b"")]
+    _Meddling.batch = batch
+    with pytest.raises(ValueError, match="changed"):
+        compiled.encode_batch(batch, GENESIS_HASH)  # type: ignore[arg-type]
+
+
 def test_the_compiled_codec_refuses_malformed_batches_instead_of_crashing() -> None:
     assert compiled is not None
-    with pytest.raises(TypeError):
-        compiled.encode_batch([[1, 2, b"x"]], GENESIS_HASH)  # type: ignore[list-item]
     with pytest.raises(ValueError):
         compiled.encode_batch([(1, 2)], GENESIS_HASH)  # type: ignore[list-item]
     with pytest.raises(TypeError):
         compiled.encode_batch([(1, 2, "text")], GENESIS_HASH)  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        compiled.encode_batch([(1, 2, 3)], GENESIS_HASH)  # type: ignore[list-item]
     with pytest.raises(OverflowError):
         compiled.encode_batch([(-1, 2, b"x")], GENESIS_HASH)
     with pytest.raises(ValueError):
