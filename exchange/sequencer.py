@@ -479,12 +479,12 @@ class Exchange:
                 await self._fail_batches(error, in_flight, None)
                 return
             following = None
-            if self._pending:
-                following = self._start_batch(in_flight)
-                await asyncio.sleep(0)  # let its write begin: it runs beside the apply below
             try:
+                if self._pending:
+                    following = self._start_batch(in_flight)
+                    await asyncio.sleep(0)  # let its write begin: it runs beside the apply below
                 self._apply_batch(in_flight)
-            except BaseException as error:  # a bug in the core: state can no longer be trusted
+            except BaseException as error:  # a bug in the core (or cancelled): untrustworthy
                 await self._fail_batches(error, in_flight, following)
                 return
             in_flight = following
@@ -535,11 +535,12 @@ class Exchange:
     ) -> None:
         """Stop: `batch`, `following` and every waiting command are answered with
         `ExchangeStopped`."""
+        self._accepting = False  # at once: nothing new while the write below ends
         if following is not None:
-            # Let its write end before anyone closes the journal under it. After a failed
-            # write it fails at once; after a core failure it may succeed, and its commands
-            # are then in the journal though their callers heard of the failure (as with any
-            # answer lost in a crash: `ExchangeStopped` after a submit means "unknown").
+            # Let its write end before anyone closes the journal under it. It may succeed:
+            # its commands are then in the journal though their callers heard of the failure
+            # (as with any answer lost in a crash: `ExchangeStopped` after a submit means
+            # "unknown"; a retry with the same client order id finds the order).
             await asyncio.gather(following.durable, return_exceptions=True)
         self._fail(error, [*batch.items, *(following.items if following is not None else ())])
 

@@ -225,12 +225,10 @@ def test_the_disk_and_the_core_work_at_once_yet_nothing_is_applied_before_it_is_
         time.sleep(0.005)  # a slow fsync: the next batch gathers and waits behind this one
         durable.extend(sequence for sequence, _, _ in records)
 
-    overlapped = 0
+    published: list[tuple[int, int]] = []  # (last sequence published, last durable then)
 
     def check(results: list[CommandResult]) -> None:
-        nonlocal overlapped
-        assert results[-1].sequence <= durable[-1], "applied before it was durable"
-        overlapped += len(durable) > 0 and durable[-1] > results[-1].sequence
+        published.append((results[-1].sequence, durable[-1] if durable else 0))
 
     async def scenario() -> None:
         exchange = await with_market(tmp_path)
@@ -245,7 +243,7 @@ def test_the_disk_and_the_core_work_at_once_yet_nothing_is_applied_before_it_is_
         await exchange.stop(snapshot=False)
 
     asyncio.run(scenario())
-    assert overlapped == 0  # a batch is published only once durable; the overlap is below
+    assert published and all(sequence <= durable_then for sequence, durable_then in published)
 
     # The overlap, with orders arriving all the time (not only once answered): while one
     # batch is written, the batch before it is applied.
@@ -332,3 +330,42 @@ def test_a_failed_write_in_the_pipeline_loses_nothing_answered_and_writes_nothin
     # it were refused and never written.
     assert asyncio.run(restarted()) == max(answered)
     assert sorted(answered) == list(range(min(answered), max(answered) + 1))
+
+
+def test_a_writer_cancelled_mid_pipeline_answers_every_caller_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled between a batch's durability and its apply (a supervisor, a loop torn down):
+    nobody is left waiting, and the exchange stops accepting."""
+    original = Journal.append_batch
+
+    def slow_append_batch(self: Journal, records: list[tuple[int, int, bytes]]) -> None:
+        original(self, records)
+        time.sleep(0.005)
+
+    async def scenario() -> None:
+        exchange = await with_market(tmp_path)
+        monkeypatch.setattr(Journal, "append_batch", slow_append_batch)
+        real_sleep = asyncio.sleep
+        cancelled = False
+
+        async def sleep_cancelling_the_writer(delay: float, result: object = None) -> object:
+            nonlocal cancelled
+            writer = asyncio.current_task()
+            if delay == 0 and writer is exchange._writer and not cancelled:
+                cancelled = True
+                writer.cancel()
+            return await real_sleep(delay, result)
+
+        monkeypatch.setattr(asyncio, "sleep", sleep_cancelling_the_writer)
+        callers = [asyncio.ensure_future(exchange.submit(order())) for _ in range(50)]
+        await real_sleep(0.002)
+        callers += [asyncio.ensure_future(exchange.submit(order())) for _ in range(50)]
+        done, waiting = await asyncio.wait(callers, timeout=5)
+        assert cancelled and not waiting
+        assert not exchange.accepting
+        answered = [c for c in done if c.exception() is None]
+        refused = [c for c in done if isinstance(c.exception(), ExchangeStopped)]
+        assert len(answered) + len(refused) == len(callers) and refused
+
+    asyncio.run(scenario())
