@@ -35,7 +35,7 @@ from api.ws import flush_forever
 from clearing.ledger import Ledger, default_database_url
 from exchange import commands as c
 from exchange.cluster import ClusterConfig
-from exchange.collector import collect_seldom, keep_for_good
+from exchange.collector import collecting_seldom, keep_for_good
 from exchange.command_service import serve_commands, stop_serving
 from exchange.demo import demo_participants, order_flow, setup_commands
 from exchange.events import CommandRejected
@@ -172,29 +172,29 @@ def create_app(settings: Settings) -> FastAPI:
 
         await exchange.on_leading(on_leading)  # at once when embedded; on takeover otherwise
         keep_for_good()  # what start-up built lives for good: keep it out of every collection
-        collect_seldom()
         flusher = asyncio.create_task(flush_forever(hub, settings.feed_window_s))
         heads_publisher = asyncio.create_task(
             publish_forever(
                 daily_heads, journal_dir(settings.data_dir), lambda: exchange.core.last_sequence
             )
         )
-        try:
-            yield
-        finally:
-            for bridge in bridges:
-                await bridge.stop()  # before the exchange stops: requests in flight get answers
-            for subscription in subscriptions:
-                await stop_serving(subscription)
-            for task in leader_tasks:
-                task.cancel()
-            flusher.cancel()
-            heads_publisher.cancel()
-            book_history.close()
-            await exchange.stop()
-            await ledger_process.stop()  # what it could not write, it catches up next time
-            ledger.close()
-            say("hogx: stopped; state snapshotted")
+        with collecting_seldom():  # seldom collections while serving (exchange/collector.py)
+            try:
+                yield
+            finally:
+                for bridge in bridges:
+                    await bridge.stop()  # before the exchange stops: requests in flight get answers
+                for subscription in subscriptions:
+                    await stop_serving(subscription)
+                for task in leader_tasks:
+                    task.cancel()
+                flusher.cancel()
+                heads_publisher.cancel()
+                book_history.close()
+                await exchange.stop()
+                await ledger_process.stop()  # what it could not write, it catches up next time
+                ledger.close()
+                say("hogx: stopped; state snapshotted")
 
     app = FastAPI(
         title="hogx",

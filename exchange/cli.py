@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from exchange.collector import collect_seldom
+from exchange.collector import collecting_seldom
 from exchange.journal import Journal, JournalCorruptError, JournalLockedError, verify
 from exchange.snapshots import Recovered, journal_dir
 from matching_engine import BOOK_IMPLEMENTATION
@@ -354,8 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    collect_seldom()  # every command here runs or replays an exchange, or feeds its ledger
-    result: int = args.run(args)
+    with collecting_seldom():  # every command here runs or replays an exchange, or its ledger
+        result: int = args.run(args)
     return result
 
 

@@ -1,24 +1,48 @@
 """How hogx's processes use CPython's garbage collector.
 
 An exchange process is mostly long-lived state (orders, holds, books, projections) that makes
-almost no reference cycles, plus a stream of short-lived objects per command (futures, events,
-results). With CPython's default thresholds (a young collection every 700 new containers) the
-collector runs every few dozen commands and keeps walking survivors: measured on the running
-core (`benchmarks.core`, 60,000 commands, interleaved runs), seldom collections gave 17-23% more
-durable commands per second. Cycles are still collected, only less often.
+almost no reference cycles, plus a stream of short-lived objects per command (futures, tasks,
+events, results). With CPython's default thresholds (a young collection every 700 new
+containers) the collector runs every few dozen commands and keeps promoting and re-walking
+survivors, and its full collections grow with the heap. Measured on the running core
+(`benchmarks.core`, 60,000 commands, 1,000 submitters, interleaved runs on 2026-12-06):
+
+    thresholds        durable commands/s (median)   longest pause per generation (ms)
+    (700, 10, 10)     15,761                        young 5-12, middle 8-204, full 89-417
+    (10_000, 10, 10)  20,767                        young 10-22, middle 53-71, no full
+    (50_000, 20, 20)  20,631                        young 39-46 (middle and full would be
+                                                     larger still, with 20 times more in them)
+
+So 10,000 young containers: the throughput of the larger settings, and pauses bounded by
+a middle generation of at most about 100,000 objects. Cycles are still collected, less often.
 """
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-# Young collections every 50,000 new containers; older generations as rarely, relative to it.
-THRESHOLDS = (50_000, 20, 20)
+# Young collections every 10,000 new containers; older generations as by default, relative
+# to it.
+THRESHOLDS = (10_000, 10, 10)
 
 
 def collect_seldom() -> None:
     """For a process that runs the exchange, a replay or the ledger: set at its start."""
     gc.set_threshold(*THRESHOLDS)
+
+
+@contextmanager
+def collecting_seldom() -> Iterator[None]:
+    """`collect_seldom` for a while, then the thresholds as they were (for code that may run
+    inside another program: a test, a benchmark)."""
+    previous = gc.get_threshold()
+    collect_seldom()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 def keep_for_good() -> None:

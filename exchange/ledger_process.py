@@ -15,6 +15,7 @@ catches up from the journal from wherever the ledger stands.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -27,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from exchange.collector import collect_seldom, keep_for_good
 from exchange.sequencer import CommandResult
 
 if TYPE_CHECKING:
@@ -43,6 +43,10 @@ PARENT_CHECK_SECONDS = 1.0
 # only after the holder (the planner) has run a whole switch interval: 5 ms by default, many
 # times a batch, with the database idle meanwhile.
 SWITCH_INTERVAL_S = 0.000_2
+# What the feed allocates is freed by reference counting (batches of events, postings and
+# rows hold no cycles), yet the collector's default thresholds had it walk every batch still
+# queued or planned hundreds of times a second: about 15% of the feed's CPU.
+GC_THRESHOLDS = (50_000, 20, 20)
 _decoder = msgspec.msgpack.Decoder(list[CommandResult])
 _encoder = msgspec.msgpack.Encoder()
 
@@ -55,11 +59,9 @@ def ledger_feed_in_this_process(ledger: Ledger, data_dir: Path, **options: Any) 
     from exchange.ledger_feed import LedgerFeed
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    # What the feed allocates is freed by reference counting (batches of events, postings and
-    # rows hold no cycles), yet the collector's default thresholds had it walk every batch
-    # still queued or planned hundreds of times a second: about 15% of the feed's CPU.
-    keep_for_good()
-    collect_seldom()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     return LedgerFeed(ledger, data_dir, pipeline=True, **options)
 
 

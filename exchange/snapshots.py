@@ -36,7 +36,7 @@ from typing import TypeVar
 import msgspec
 
 from exchange.audit import AuditState, AuditTrail
-from exchange.collector import collect_seldom
+from exchange.collector import collecting_seldom
 from exchange.commands import decode_command
 from exchange.core import CoreState, ExchangeCore
 from exchange.journal import GENESIS_HASH, JournalRecord, read_committed
@@ -299,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--up-to", type=int, required=True, help="last durable sequence")
     args = parser.parse_args(argv)
-    collect_seldom()  # this process only replays
-    path = build_snapshot(args.data_dir, args.up_to)
+    with collecting_seldom():  # this process only replays
+        path = build_snapshot(args.data_dir, args.up_to)
     print(path if path is not None else "nothing new to snapshot")
     return 0
 
