@@ -827,7 +827,10 @@ def test_a_stalled_client_does_not_slow_order_acknowledgements(stalled_run: Stal
     latencies, diagnostics = stalled_run.latencies, stalled_run.diagnostics()
     assert len(latencies["baseline"]) >= 50 and len(latencies["stalled"]) >= 50, diagnostics
     base, slowed = p99(latencies["baseline"]), p99(latencies["stalled"])
-    assert slowed <= max(3 * base, base + 0.05), diagnostics
+    # The stalled client's queue costs the server some CPU, which a slow day of this 2-core
+    # machine turns into up to ~100 ms at p99 (the code of 2026-12-05 too, measured alike);
+    # a stall that blocked acknowledgements would cost seconds.
+    assert slowed <= max(3 * base, base + 0.1), diagnostics
     assert slowed < 0.25, diagnostics
 
 
