@@ -15,6 +15,13 @@ survivors, and its full collections grow with the heap. Measured on the running 
 
 So 10,000 young containers: the throughput of the larger settings, and pauses bounded by
 a middle generation of at most about 100,000 objects. Cycles are still collected, less often.
+
+Replay is different: it only builds state that lives on (orders, holds, fills, projections)
+and throws away the records and events it passes, none of them in a cycle (replaying 200,103
+records leaves no cyclic garbage at all; `tests/test_collector.py` holds replay to that). Every
+collection during a replay walks a heap that only grows, to find nothing. So a replay pauses the
+collector (`paused`): on 2026-12-07, replaying 200,103 records from scratch went from 57,000 to
+78,000 records/s, and the core alone from 115,000 to 148,000.
 """
 
 from __future__ import annotations
@@ -43,6 +50,18 @@ def collecting_seldom() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*previous)
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """No automatic collections for a while (a replay: it makes no cycles), then as before."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def keep_for_good() -> None:

@@ -36,7 +36,7 @@ from typing import TypeVar
 import msgspec
 
 from exchange.audit import AuditState, AuditTrail
-from exchange.collector import collecting_seldom
+from exchange.collector import collecting_seldom, paused
 from exchange.commands import decode_command
 from exchange.core import CoreState, ExchangeCore
 from exchange.journal import GENESIS_HASH, JournalRecord, read_committed
@@ -210,6 +210,13 @@ class Recovered:
         With `journal_hash_at`, a snapshot is used only if the journal's record at its sequence
         has the hash the snapshot was taken at.
         """
+        with paused():  # loading builds only lasting state, as a replay does
+            return cls._newest(data_dir, usable, journal_hash_at)
+
+    @classmethod
+    def _newest(
+        cls, data_dir: Path, usable: int, journal_hash_at: Callable[[int], bytes] | None
+    ) -> Recovered:
         for info, body in load_newest(data_dir, usable):
             if journal_hash_at is not None and journal_hash_at(info.sequence) != info.journal_hash:
                 print(
@@ -236,6 +243,12 @@ class Recovered:
         When the state came from a snapshot, `records` starts at the snapshot's own sequence,
         whose hash must equal the snapshot's: proof that it belongs to this journal's history.
         """
+        with paused():  # a replay makes no cycles to collect (exchange/collector.py)
+            return self._catch_up(records, progress)
+
+    def _catch_up(
+        self, records: Iterator[JournalRecord], progress: Callable[[int], None] | None
+    ) -> int:
         core, market_data = self.core, self.market_data
         applied = 0
         for record in records:
