@@ -274,13 +274,20 @@ class Exchange:
         return self._journal.head_hash if self._journal is not None else GENESIS_HASH
 
     async def journal_records(self, from_sequence: int, limit: int) -> list[JournalRecord]:
-        """Up to `limit` durable journal records from `from_sequence`, read on the journal's
-        own thread (the journal is single-threaded), so reads and appends never interleave."""
+        """Up to `limit` journal records from `from_sequence`, read on the journal's own
+        thread (the journal is single-threaded), so reads and appends never interleave.
+
+        Only records the core has applied: with pipelined group commit the journal may already
+        hold the next batch, whose results nobody has seen yet; a reader of the journal sees
+        the same history as every other view of the exchange."""
         journal = self._journal
         if journal is None:
             raise ExchangeStopped("the journal is closed")
+        count = min(limit, self.core.last_sequence - from_sequence + 1)
+        if count <= 0:
+            return []
         return await asyncio.get_running_loop().run_in_executor(
-            self._io, lambda: list(itertools.islice(journal.read(from_sequence), limit))
+            self._io, lambda: list(itertools.islice(journal.read(from_sequence), count))
         )
 
     def subscribe(self, subscriber: Subscriber) -> None:

@@ -369,3 +369,37 @@ def test_a_writer_cancelled_mid_pipeline_answers_every_caller_and_stops(
         assert len(answered) + len(refused) == len(callers) and refused
 
     asyncio.run(scenario())
+
+
+def test_journal_reads_show_only_what_the_core_has_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch can be durable before it is applied (pipelined group commit); readers of the
+    journal (the regulator's /v1/audit/events) see it only once its results exist."""
+
+    async def scenario() -> None:
+        exchange = await with_market(tmp_path)
+        applied = exchange.core.last_sequence
+        held: list[object] = []
+        real_apply_batch = Exchange._apply_batch
+        monkeypatch.setattr(Exchange, "_apply_batch", lambda self, batch: held.append(batch))
+        answer = asyncio.ensure_future(exchange.submit(order()))
+        while not held:  # the batch is durable: the writer handed it over to be applied
+            await asyncio.sleep(0.001)
+        assert await exchange.journal_records(1, 1_000) == await exchange.journal_records(
+            1, applied
+        )
+        assert (await exchange.journal_records(1, 1_000))[-1].sequence == applied
+        assert await exchange.journal_records(applied + 1, 10) == []
+
+        real_apply_batch(exchange, held[0])  # type: ignore[arg-type]
+        result = await answer
+        assert result.sequence == applied + 1
+        assert [r.sequence for r in await exchange.journal_records(applied, 10)] == [
+            applied,
+            applied + 1,
+        ]
+        monkeypatch.undo()
+        await exchange.stop()
+
+    asyncio.run(scenario())
