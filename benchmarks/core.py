@@ -48,19 +48,24 @@ from matching_engine.implementation import BOOK_IMPLEMENTATION
 
 def command_stream(count: int, seed: int) -> tuple[list[Command], list[Command]]:
     """(setup, stream): the stream is generated against a scratch core so that its cancels and
-    amends name orders that were really open at that point."""
+    amends name orders that were really open at that point.
+
+    The scratch core runs on today's clock, as the exchange measured will: the OCOP
+    instrument's certificate is dated from today, so on a clock near 1970 its listing would be
+    refused and a quarter of the stream would become cheap rejections (unknown instrument)."""
     workload = MarketWorkload(seed)
     setup = workload.setup()
     scratch = ExchangeCore()
+    start_ns = time.time_ns()
     sequence = 0
     for command in setup:
         sequence += 1
-        scratch.apply(command, sequence, sequence)
+        scratch.apply(command, sequence, start_ns + sequence * 1_000)
     stream = []
     for _ in range(count):
         command = workload.next_command()
         sequence += 1
-        workload.observe(scratch.apply(command, sequence, sequence))
+        workload.observe(scratch.apply(command, sequence, start_ns + sequence * 1_000))
         stream.append(command)
     return setup, stream
 
