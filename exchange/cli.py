@@ -51,7 +51,7 @@ def replay_command(args: argparse.Namespace) -> int:
             recovered = Recovered.newest(
                 args.data_dir,
                 journal.last_sequence,
-                lambda sequence: next(iter(journal.read(sequence))).hash,
+                lambda sequence: next(iter(journal.read(sequence, sequence))).hash,
             )
             print(f"snapshot: sequence {recovered.snapshot_sequence:,}")
         core = recovered.core

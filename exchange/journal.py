@@ -680,16 +680,23 @@ class Journal:
         self._last_sequence = records[-1][0]
         self._head_hash = head_hash
 
-    def read(self, from_sequence: int = 1) -> Iterator[JournalRecord]:
-        """Iterate records from ``from_sequence`` to the ``last_sequence`` of this moment.
+    def read(
+        self, from_sequence: int = 1, to_sequence: int | None = None
+    ) -> Iterator[JournalRecord]:
+        """Iterate records from ``from_sequence`` to ``to_sequence`` (at most the
+        ``last_sequence`` of this moment, which is also the default).
 
         Every record is checked again (CRC, sequence, hash chain) on the way out; damage raises
         ``JournalCorruptError``. Segments wholly before ``from_sequence`` are skipped by name.
+        A reader that wants a few records says which: reads go a 4 MB chunk at a time, and
+        building the records of a whole chunk (tens of thousands) holds the GIL for
+        milliseconds that the event loop, and trading, would wait.
         """
         self._check_open()
         if from_sequence < 1:
             raise ValueError(f"from_sequence must be >= 1, got {from_sequence}")
-        return _read_records(tuple(self._segments), from_sequence, self._last_sequence)
+        last = self._last_sequence if to_sequence is None else min(to_sequence, self._last_sequence)
+        return _read_records(tuple(self._segments), from_sequence, last)
 
     def close(self) -> None:
         if self._active_fd is not None:

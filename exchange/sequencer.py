@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import shutil
 import sys
 import time
@@ -131,7 +130,7 @@ class RecoveryReport(msgspec.Struct, frozen=True):
 
 
 def _hash_at(journal: Journal, sequence: int) -> bytes:
-    return next(iter(journal.read(sequence))).hash
+    return next(iter(journal.read(sequence, sequence))).hash
 
 
 class Exchange:
@@ -287,7 +286,7 @@ class Exchange:
         if count <= 0:
             return []
         return await asyncio.get_running_loop().run_in_executor(
-            self._io, lambda: list(itertools.islice(journal.read(from_sequence), count))
+            self._io, lambda: list(journal.read(from_sequence, from_sequence + count - 1))
         )
 
     def subscribe(self, subscriber: Subscriber) -> None:

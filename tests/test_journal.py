@@ -693,3 +693,29 @@ def test_verify_of_a_live_journal_reports_acknowledged_records_that_are_gone(
     report = verify(tmp_path, durable_through=10)  # ...but 8-10 were acknowledged
     assert not report.ok and report.first_bad_sequence == 8
     assert "8..10" in report.message
+
+
+def test_a_read_can_stop_at_a_sequence(tmp_path: Path) -> None:
+    written = write(tmp_path, [3, 4, 2, 5], segment_bytes=100)
+    last = len(written)
+    with Journal.open(tmp_path) as journal:
+
+        def read(start: int, end: int) -> list[Entry]:
+            return [(r.sequence, r.time_ns, r.payload) for r in journal.read(start, end)]
+
+        for start in range(1, last + 1):
+            for end in range(start, last + 1):
+                assert read(start, end) == written[start - 1 : end]
+        assert read(3, last + 100) == written[2:]  # at most what is there
+        assert read(5, 4) == []
+
+
+def test_a_bounded_read_checks_and_builds_only_what_it_asks_for(tmp_path: Path) -> None:
+    # Damage after the bound goes unseen by the read that stops before it (the whole journal is
+    # checked when it is opened), and a read through it still refuses it.
+    write(tmp_path, [5, 5], segment_bytes=10_000)
+    with Journal.open(tmp_path) as journal:
+        flip_byte(segments(tmp_path)[0], record_spans(segments(tmp_path)[0])[7][0] + 30)
+        assert [r.sequence for r in journal.read(2, 6)] == [2, 3, 4, 5, 6]
+        with pytest.raises(JournalCorruptError):
+            list(journal.read(2, 8))
