@@ -162,6 +162,7 @@ class Exchange:
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hogx-journal")
         self._subscribers: list[Subscriber] = []
         self._accepting = False
+        self._loop: asyncio.AbstractEventLoop  # the loop it leads on: set before it accepts
         self._failure: BaseException | None = None
         self._snapshotter: asyncio.subprocess.Process | None = None
         self._snapshot_task: asyncio.Task[None] | None = None
@@ -432,6 +433,7 @@ class Exchange:
             self._max_payload = min(MAX_PAYLOAD_BYTES, stream_writer.max_record_payload)
             print(f"hogx: leading shard {stream_writer.shard} from sequence "
                   f"{self.core.last_sequence:,}", file=sys.stderr, flush=True)  # fmt: skip
+        self._loop = asyncio.get_running_loop()  # submit's, once per command: not looked up
         self._accepting = True
         self._writer = asyncio.create_task(self._write_loop(), name="hogx-sequencer")
         self.leading.set()
@@ -455,7 +457,7 @@ class Exchange:
             raise ValueError(f"command does not survive encoding: {error}") from error
         if not survives:
             raise ValueError(f"command does not survive encoding: {command!r}")
-        future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[CommandResult] = self._loop.create_future()
         self._pending.append((command, payload, future))
         self._wakeup.set()
         return await future
