@@ -19,15 +19,12 @@ The alerts, each naming the orders, trades and participants behind it:
   recent window.
 
 Every step is O(1) amortised per event: open orders are kept by id, recent fills and recent
-prices in short time-bounded lists; nothing scans all orders. A self-trade report reads only
-the owner's price levels that cross, not every order the owner rests.
+prices in short time-bounded lists; nothing scans all orders.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
-from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -156,22 +153,6 @@ def _unique(values: Iterable[int]) -> list[int]:
     return sorted(set(values))[:MAX_LINKED]
 
 
-def _enter_level(levels: dict[int | None, list[int]], price: int | None, order_id: int) -> None:
-    """Add an order to its price level, keeping the level's ids ascending."""
-    ids = levels.get(price)
-    if ids is None:
-        levels[price] = [order_id]
-    else:
-        insort(ids, order_id)  # an amended order keeps its id, so it may go anywhere
-
-
-def _leave_level(levels: dict[int | None, list[int]], price: int | None, order_id: int) -> None:
-    ids = levels[price]
-    del ids[bisect_left(ids, order_id)]
-    if not ids:  # a report reads every level of the owner's: keep only those with orders
-        del levels[price]
-
-
 class Surveillance:
     """Alerts, kept in the order raised, and what raising them needs to remember."""
 
@@ -182,11 +163,6 @@ class Surveillance:
         # (participant, symbol, side) -> their open orders there by id, for self-trade reports
         # (the very objects in `_open`, so that they show amended prices)
         self._owned: dict[tuple[int, str, Side], dict[int, OpenOrder]] = {}
-        # The same orders by price (None: market orders), each level's ids ascending: an owner
-        # may rest hundreds of orders, most of them not crossing, and a self-trade report reads
-        # only the levels that cross. Like `_owned`, derived from `_open`: snapshots do not
-        # hold it, from_state rebuilds it.
-        self._levels: dict[tuple[int, str, Side], dict[int | None, list[int]]] = {}
         self._fills: dict[tuple[int, str, Side], deque[RecentFill]] = {}
         self._markets: dict[str, MarketWatch] = {}
         self._sequence = 0
@@ -258,23 +234,11 @@ class Surveillance:
         owned = self._owned.get(key)
         if owned is None:  # not setdefault: it would build an empty dict for every order
             owned = self._owned[key] = {}
-            self._levels[key] = {}
         owned[event.order_id] = order
-        # _enter_level() inline (it runs for every order), appending: ids only grow.
-        levels = self._levels[key]
-        ids = levels.get(event.price)
-        if ids is None:
-            levels[event.price] = [event.order_id]
-        else:
-            ids.append(event.order_id)
 
     def _on_amended(self, event: OrderAmended) -> None:
         order = self._open.get(event.order_id)
         if order is not None:
-            if event.price != order.price:
-                levels = self._levels[(order.participant_id, order.symbol, order.side)]
-                _leave_level(levels, order.price, event.order_id)
-                _enter_level(levels, event.price, event.order_id)
             # Keep the largest size it showed: shrinking a bait before cancelling it still
             # showed the market the large order.
             order.price, order.quantity = event.price, max(order.quantity, event.quantity)
@@ -282,9 +246,9 @@ class Surveillance:
     def _close(self, order_id: int) -> OpenOrder | None:
         order = self._open.pop(order_id, None)
         if order is not None:
-            key = (order.participant_id, order.symbol, order.side)
-            del self._owned[key][order_id]
-            _leave_level(self._levels[key], order.price, order_id)
+            owned = self._owned.get((order.participant_id, order.symbol, order.side))
+            if owned is not None:
+                owned.pop(order_id, None)
         return order
 
     def _on_expired(self, event: OrderExpired) -> None:
@@ -303,8 +267,8 @@ class Surveillance:
 
     def _self_trade_attempt(self, event: OrderCancelled, order: OpenOrder) -> None:
         owner = event.participant_id
-        key = (owner, event.symbol, _OTHER[event.side])
-        crossing = self._first_crossing(order, self._owned.get(key, {}), self._levels.get(key, {}))
+        resting = self._owned.get((owner, event.symbol, _OTHER[event.side]), {})
+        crossing = self._first_crossing(order, resting)
         trades = [t for t in self._command_trades if t.taker_order_id == event.order_id]
         self._raise(
             SELF_TRADE_ATTEMPT,
@@ -321,32 +285,27 @@ class Surveillance:
             },
         )
 
-    def _first_crossing(
-        self,
-        incoming: OpenOrder,
-        resting: dict[int, OpenOrder],
-        levels: dict[int | None, list[int]],
-    ) -> list[int]:
-        """The lowest MAX_LINKED - 1 ids of the `resting` orders (the owner's, on the other side
-        of the market; `levels` holds the same by price) that `incoming` could have traded
-        with: those priced at or better than its limit, and any without a price; all of them if
-        `incoming` has none.
+    def _first_crossing(self, incoming: OpenOrder, resting: dict[int, OpenOrder]) -> list[int]:
+        """The ids of the first MAX_LINKED - 1 `resting` orders (the other side of the market)
+        that `incoming` could have traded with: those priced at or better than its limit, and
+        any without a price; all of them if `incoming` has none.
 
         `resting` holds ids in ascending order (orders enter it when accepted, ids only grow,
-        and from_state refills it sorted), so with no limit the first ones are the answer.
-        With one, only the crossing levels are read, and only their first ids: merged in order,
-        until there are enough.
+        and from_state refills it sorted), so these are the lowest ids. An owner may rest many
+        orders, so the loop is plain: one comparison per order, no call.
         """
         limit = incoming.price
         if limit is None:
             return list(itertools.islice(resting, MAX_LINKED - 1))
-        if incoming.side is Side.BUY:
-            crossing = [ids for price, ids in levels.items() if price is None or price <= limit]
-        else:
-            crossing = [ids for price, ids in levels.items() if price is None or price >= limit]
-        if len(crossing) == 1:
-            return crossing[0][: MAX_LINKED - 1]
-        return list(itertools.islice(heapq.merge(*crossing), MAX_LINKED - 1))
+        buying = incoming.side is Side.BUY
+        crossing: list[int] = []
+        for order_id, order in resting.items():
+            price = order.price
+            if price is None or (price <= limit if buying else price >= limit):
+                crossing.append(order_id)
+                if len(crossing) == MAX_LINKED - 1:
+                    break
+        return crossing
 
     def _maybe_spoofing(self, event: OrderCancelled, order: OpenOrder) -> None:
         config = self.config
@@ -611,7 +570,6 @@ class Surveillance:
             surveillance._open[order_id] = order
             key = (order.participant_id, order.symbol, order.side)
             surveillance._owned.setdefault(key, {})[order_id] = order
-            _enter_level(surveillance._levels.setdefault(key, {}), order.price, order_id)
         for recent in state.recent_fills:
             key = (recent.participant_id, recent.symbol, recent.side)
             surveillance._fills[key] = deque(recent.fills, maxlen=MAX_RECENT_FILLS)
