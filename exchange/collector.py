@@ -27,6 +27,7 @@ collector (`paused`). On 2026-12-07, replaying 200,103 records from scratch as s
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -52,16 +53,30 @@ def collecting_seldom() -> Iterator[None]:
         gc.set_threshold(*previous)
 
 
+# The collector is one switch for the whole process, and pauses may overlap (the ledger
+# process replays on a planner thread while its writer runs): the first pause turns it off,
+# the last one to end turns it back on if it was on before the first.
+_pause_lock = threading.Lock()
+_pauses = 0
+_enabled_before_pauses = False
+
+
 @contextmanager
 def paused() -> Iterator[None]:
     """No automatic collections for a while (a replay: it makes no cycles), then as before."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    global _pauses, _enabled_before_pauses
+    with _pause_lock:
+        if _pauses == 0:
+            _enabled_before_pauses = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _enabled_before_pauses:
+                gc.enable()
 
 
 def keep_for_good() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from exchange.collector import THRESHOLDS, collecting_seldom, paused
+from exchange.core import CoreState, ExchangeCore
 from exchange.journal import Journal
 from exchange.snapshots import Recovered, journal_dir
 from tests.test_recovery import small_session
@@ -52,6 +53,18 @@ def test_paused_restores_the_collector_when_the_work_fails() -> None:
 
 
 @pytest.mark.usefixtures("collector_as_found")
+def test_overlapping_pauses_turn_it_back_on_only_when_the_last_one_ends() -> None:
+    gc.enable()
+    first, second = paused(), paused()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # another thread's replay ends first: this one goes on
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+
+
+@pytest.mark.usefixtures("collector_as_found")
 def test_a_replay_pauses_the_collector_and_makes_no_cyclic_garbage(tmp_path: Path) -> None:
     """Why pausing is safe: the records, commands and events a replay passes are freed by
     reference counting alone. A change that makes cycles on the replay path fails here, with
@@ -82,7 +95,7 @@ def test_a_replay_pauses_the_collector_and_makes_no_cyclic_garbage(tmp_path: Pat
 
 @pytest.mark.usefixtures("collector_as_found")
 def test_loading_a_snapshot_pauses_the_collector_and_makes_no_cyclic_garbage(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session = small_session(tmp_path, seed=8, orders=3_000, snapshot=True)
     # msgspec makes a few cycles once per process, the first time it decodes a type.
@@ -90,8 +103,17 @@ def test_loading_a_snapshot_pauses_the_collector_and_makes_no_cyclic_garbage(
     gc.enable()
     gc.collect()  # that, and the state just dropped (a core's state has cycles of its own)
     gc.set_debug(gc.DEBUG_SAVEALL)
+    enabled_while_loading = []
+    real_from_state = ExchangeCore.from_state.__func__  # type: ignore[attr-defined]
+
+    def from_state(cls: type[ExchangeCore], state: CoreState) -> ExchangeCore:
+        enabled_while_loading.append(gc.isenabled())
+        return real_from_state(cls, state)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(ExchangeCore, "from_state", classmethod(from_state))
     recovered = Recovered.newest(tmp_path, session.last_sequence)
     assert recovered.snapshot_sequence == session.last_sequence, "no snapshot was loaded"
+    assert enabled_while_loading == [False], "the collector ran while the snapshot loaded"
     assert recovered.core.digest() == session.digest
     assert gc.isenabled()
     gc.collect()

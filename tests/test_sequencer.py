@@ -386,6 +386,8 @@ def test_journal_reads_show_only_what_the_core_has_applied(
         answer = asyncio.ensure_future(exchange.submit(order()))
         while not held:  # the batch is durable: the writer handed it over to be applied
             await asyncio.sleep(0.001)
+        assert exchange._journal is not None
+        assert exchange._journal.last_sequence == applied + 1  # in the journal, not applied
         assert await exchange.journal_records(1, 1_000) == await exchange.journal_records(
             1, applied
         )
