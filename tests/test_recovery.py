@@ -49,7 +49,9 @@ from exchange.snapshots import (
 
 REPO = Path(__file__).resolve().parents[1]
 CRASH_CHILD = Path(__file__).with_name("crash_child.py")
-T0_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
+# The start of this UTC day: the workload's OCOP certificate is dated from today, so on a clock
+# far from today its listing is refused and the sessions would trade two instruments, not three.
+T0_NS = (time.time_ns() // 86_400_000_000_000) * 86_400_000_000_000
 NEVER = 10**12  # a snapshot_every that never comes due
 
 # ------------------------------------------------------------------------------------------------
