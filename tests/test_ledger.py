@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,6 +58,9 @@ from exchange.snapshots import build_snapshot, journal_dir
 from matching_engine import OrderType, Side
 
 T0_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
+# Sessions run on today's date: the workload's OCOP certificate is dated from today, so on a
+# clock far from it the OCOP listing is refused and no goods but hogs would settle.
+TODAY_NS = (time.time_ns() // 86_400_000_000_000) * 86_400_000_000_000
 AVAILABLE, RESERVED, EXTERNAL = AccountKind.AVAILABLE, AccountKind.RESERVED, AccountKind.EXTERNAL
 IN_TRANSIT = AccountKind.IN_TRANSIT
 
@@ -157,7 +161,7 @@ class Session:
 
     def run(self, command: c.Command) -> LedgerEntry:
         sequence = self.core.last_sequence + 1
-        time_ns = T0_NS + sequence * 1_000_000
+        time_ns = TODAY_NS + sequence * 1_000_000
         if self.journal is not None:
             self.journal.append_batch([(sequence, time_ns, encode_command(command))])
         events = self.core.apply(command, sequence, time_ns)
