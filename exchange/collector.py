@@ -63,7 +63,8 @@ _enabled_before_pauses = False
 
 @contextmanager
 def paused() -> Iterator[None]:
-    """No automatic collections for a while (a replay: it makes no cycles), then as before."""
+    """No automatic collections for a while (a replay: it leaves no cyclic garbage), then as
+    before."""
     global _pauses, _enabled_before_pauses
     with _pause_lock:
         if _pauses == 0:

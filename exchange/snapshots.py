@@ -243,7 +243,7 @@ class Recovered:
         When the state came from a snapshot, `records` starts at the snapshot's own sequence,
         whose hash must equal the snapshot's: proof that it belongs to this journal's history.
         """
-        with paused():  # a replay makes no cycles to collect (exchange/collector.py)
+        with paused():  # a replay leaves no cyclic garbage to collect (exchange/collector.py)
             return self._catch_up(records, progress)
 
     def _catch_up(
