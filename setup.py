@@ -1,7 +1,8 @@
-"""Builds the compiled twins (matching_engine/compiled_book.pyx, exchange/compiled_journal.pyx);
-everything else is in pyproject.toml. Each extension is optional: without Cython, a C compiler
-or the headers it needs (OpenSSL and zlib for the journal codec), the install still succeeds
-and the exchange runs the pure-Python twin (matching_engine/book.py, exchange/journal.py)."""
+"""Builds the compiled twins (matching_engine/compiled_book.pyx, exchange/compiled_journal.pyx,
+clearing/compiled_clearing.pyx); everything else is in pyproject.toml. Each extension is
+optional: without Cython, a C compiler or the headers it needs (OpenSSL and zlib for the journal
+codec), the install still succeeds and the exchange runs the pure-Python twin
+(matching_engine/book.py, exchange/journal.py, clearing/accounts.py and clearing/risk.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ def compiled_twins() -> list[Extension]:
             # SHA256_Init and friends are deprecated in OpenSSL 3 but stay, and are the
             # cheapest way to hash 100 bytes: no context allocated per record.
             extra_compile_args=["-O2", "-Wno-deprecated-declarations"],
+        ),
+        Extension(
+            "clearing.compiled_clearing",
+            ["clearing/compiled_clearing.pyx"],
+            extra_compile_args=["-O2"],
         ),
     ]
     built = list(cythonize(extensions, language_level=3, quiet=True))

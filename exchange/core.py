@@ -26,8 +26,9 @@ from typing import Any, cast
 
 import msgspec
 
-from clearing.accounts import CASH, FEE_ACCOUNT, Accounts, AccountsState
-from clearing.risk import Risk, RiskState, cash_to_hold
+from clearing.accounts import CASH, FEE_ACCOUNT, AccountsState
+from clearing.implementation import Accounts, Risk
+from clearing.risk import RiskState, cash_to_hold
 from exchange import commands as c
 from exchange.attributes import (
     attribute_problem,

@@ -1,15 +1,20 @@
 """Run a seeded exchange session through `ExchangeCore` and print its fingerprint.
 
-    python tests/digest_child.py SEED COMMANDS
+    python tests/digest_child.py SEED COMMANDS [START_NS]
 
-Prints the order book implementation in use, the core's state digest and a hash of every event,
-one per line. `tests/test_book_twins.py` runs it with each book (`HOGX_PURE_PYTHON_BOOK`) and
-requires the same fingerprint: a journal replays to the same state on either.
+Prints the order book and the clearing implementations in use, the core's state digest and a
+hash of every event, one per line. Command n is applied at `START_NS` (default 0) plus n ms; the
+workload's OCOP instrument is listed only on a clock near today. `tests/test_book_twins.py` runs
+it with each book (`HOGX_PURE_PYTHON_BOOK`) and `tests/test_clearing_twins.py` with each
+clearing (`HOGX_PURE_PYTHON_CLEARING`), and both require the same fingerprint: a journal replays
+to the same state on either.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +23,7 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for `benchmarks`
 
 from benchmarks.workload import INSTRUMENTS, MarketWorkload
+from clearing.implementation import CLEARING_IMPLEMENTATION
 from exchange import commands as c
 from exchange.core import ExchangeCore
 from exchange.sessions import Session
@@ -29,7 +35,7 @@ CYCLE = 400
 PHASES = ((100, Session.CLOSING), (180, Session.AUCTION), (200, Session.PRE_OPEN))
 
 
-def main(seed: int, commands: int) -> None:
+def main(seed: int, commands: int, start_ns: int = 0) -> None:
     core = ExchangeCore()
     workload = MarketWorkload(seed, traders=8)
     events_hash = hashlib.sha256()
@@ -38,7 +44,7 @@ def main(seed: int, commands: int) -> None:
     def apply(command: c.Command) -> None:
         nonlocal sequence
         sequence += 1
-        events = core.apply(command, sequence, sequence * 1_000_000)
+        events = core.apply(command, sequence, start_ns + sequence * 1_000_000)
         workload.observe(events)
         events_hash.update(msgspec.msgpack.encode(events))
 
@@ -54,9 +60,29 @@ def main(seed: int, commands: int) -> None:
                 apply(c.AdvanceSession(instrument.symbol, Session.CONTINUOUS))
         apply(workload.next_command())
     print(BOOK_IMPLEMENTATION)
+    print(CLEARING_IMPLEMENTATION)
     print(core.digest())
     print(events_hash.hexdigest())
 
 
+def fingerprint(
+    seed: int, commands: int, *, pure_python_env: str, pure_python: bool, start_ns: int = 0
+) -> list[str]:
+    """This script's output, run in a child process with `pure_python_env` set to 1 or unset:
+    [book implementation, clearing implementation, core digest, events hash]."""
+    env = {k: v for k, v in os.environ.items() if k != pure_python_env}
+    if pure_python:
+        env[pure_python_env] = "1"
+    result = subprocess.run(
+        [sys.executable, __file__, str(seed), str(commands), str(start_ns)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout.split()
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]))
+    main(*(int(arg) for arg in sys.argv[1:4]))

@@ -18,16 +18,13 @@ and the very same events.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 from book_implementations import NOT_BUILT, SKIP_COMPILED
+from digest_child import fingerprint
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -253,23 +250,10 @@ TestPythonVersusCompiled = PythonVersusCompiled.TestCase
 
 # ---------------------------------------------------------------------- the whole exchange
 
-DIGEST_CHILD = Path(__file__).resolve().parent / "digest_child.py"
-
 
 def exchange_fingerprint(seed: int, *, pure_python: bool) -> list[str]:
-    """(implementation, core digest, events hash) of a seeded session on one book."""
-    env = {k: v for k, v in os.environ.items() if k != PURE_PYTHON_ENV}
-    if pure_python:
-        env[PURE_PYTHON_ENV] = "1"
-    result = subprocess.run(
-        [sys.executable, str(DIGEST_CHILD), str(seed), "4000"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return result.stdout.split()
+    """(book, clearing, core digest, events hash) of a seeded session on one book."""
+    return fingerprint(seed, 4000, pure_python_env=PURE_PYTHON_ENV, pure_python=pure_python)
 
 
 def test_the_compiled_book_is_built_wherever_ci_runs() -> None:
