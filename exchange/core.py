@@ -475,7 +475,9 @@ class ExchangeCore:
             self._change_session(market, Session.AUCTION, events)
             self._uncross(market, events)
             self._change_session(market, CONTINUOUS, events)
-        elif (current.is_call and target is not CLOSED) or current is Session.CLOSING:
+        elif market.symbol not in self.halted and (
+            (current.is_call and target is not CLOSED) or current is Session.CLOSING
+        ):
             self._change_session(market, Session.AUCTION, events)
             self._uncross(market, events)
             after = CONTINUOUS if current is Session.PRE_OPEN else CLOSED

@@ -424,6 +424,19 @@ def test_a_halted_market_in_a_call_may_still_close_for_the_day() -> None:
     assert market.core.orders[[*market.core.orders][-1]].cancel_reason == "NO_LIQUIDITY"
 
 
+def test_a_market_halted_in_its_closing_call_closes_without_the_closing_auction() -> None:
+    market = Market(hog())
+    assert traded(market.order(FARM, SELL, 1, 60_000) + market.order(BUYER, BUY, 1, 60_000))
+    market.session(Session.CLOSING)
+    market.order(FARM, SELL, 1, 59_000)
+    market.order(BUYER, BUY, 1, 61_000)  # crossed, waiting for the closing auction
+    market.do(c.HaltMarket(HOG, "inspection"))
+    events = market.session(Session.CLOSED)  # the close, as the scheduler sends it
+    assert traded(events) == [] and market.phase() is Session.CLOSED
+    assert len(market.core.settlements[HOG]) == 1
+    assert market.core.markets[HOG].book.open_order_count() == 2  # GTC: they wait for a resume
+
+
 def test_orders_left_crossed_by_a_pre_open_that_closed_uncross_before_continuous_trading() -> None:
     market = Market(hog(timetable=TIMETABLE))
     market.session(Session.PRE_OPEN)
