@@ -22,6 +22,8 @@ What differs is storage, never behaviour:
 """
 
 cimport cython
+
+from matching_engine.struct_slots cimport get_field, slot_offset
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_REFCNT
@@ -73,45 +75,21 @@ cdef object _AmendRejected = AmendRejected
 cdef object _reject_message = reject_message
 
 
-# Fields of an `OrderRequest` are read straight from its slots, at the offsets its own member
-# descriptors give (a generic attribute lookup from C costs ~15 ns, nine times per order).
+# Fields of an `OrderRequest` are read straight from its slots (matching_engine/struct_slots.pxd:
+# a generic attribute lookup from C costs ~15 ns, nine times per order).
 cdef extern from "Python.h":
-    ctypedef struct PyMemberDef:
-        int type
-        Py_ssize_t offset
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef* d_member
     PyObject* PyDict_SetDefault(object mapping, object key, object value) except NULL
 
-cdef int _T_OBJECT_EX = 16  # structmember.h: a field holding an object reference
-
-
-cdef Py_ssize_t _slot_offset(object cls, str name) except -1:
-    # ImportError, not TypeError: should msgspec ever lay out its structs otherwise, this
-    # module does not load and the exchange runs book.py instead (matching_engine.implementation).
-    descriptor = cls.__dict__[name]
-    if type(descriptor) is not type(IdCounters.last_order_id):  # a member descriptor
-        raise ImportError(f"{cls.__name__}.{name} is not a slot")
-    if (<PyMemberDescrObject*>descriptor).d_member.type != _T_OBJECT_EX:
-        raise ImportError(f"{cls.__name__}.{name} is not an object slot")
-    return (<PyMemberDescrObject*>descriptor).d_member.offset
-
-
 cdef object _OrderRequest = OrderRequest
-cdef Py_ssize_t _ORDER_ID = _slot_offset(OrderRequest, "order_id")
-cdef Py_ssize_t _PARTICIPANT_ID = _slot_offset(OrderRequest, "participant_id")
-cdef Py_ssize_t _SIDE = _slot_offset(OrderRequest, "side")
-cdef Py_ssize_t _PRICE = _slot_offset(OrderRequest, "price")
-cdef Py_ssize_t _QUANTITY = _slot_offset(OrderRequest, "quantity")
-cdef Py_ssize_t _ORDER_TYPE = _slot_offset(OrderRequest, "order_type")
-cdef Py_ssize_t _TIME_IN_FORCE = _slot_offset(OrderRequest, "time_in_force")
-cdef Py_ssize_t _POST_ONLY = _slot_offset(OrderRequest, "post_only")
-cdef Py_ssize_t _ALL_OR_NONE = _slot_offset(OrderRequest, "all_or_none")
-
-
-cdef inline object _field(object request, Py_ssize_t offset):
-    """One field of an exact `OrderRequest` (every field of a msgspec struct is always set)."""
-    return <object>(<PyObject**>((<char*><PyObject*>request) + offset))[0]
+cdef Py_ssize_t _ORDER_ID = slot_offset(OrderRequest, "order_id")
+cdef Py_ssize_t _PARTICIPANT_ID = slot_offset(OrderRequest, "participant_id")
+cdef Py_ssize_t _SIDE = slot_offset(OrderRequest, "side")
+cdef Py_ssize_t _PRICE = slot_offset(OrderRequest, "price")
+cdef Py_ssize_t _QUANTITY = slot_offset(OrderRequest, "quantity")
+cdef Py_ssize_t _ORDER_TYPE = slot_offset(OrderRequest, "order_type")
+cdef Py_ssize_t _TIME_IN_FORCE = slot_offset(OrderRequest, "time_in_force")
+cdef Py_ssize_t _POST_ONLY = slot_offset(OrderRequest, "post_only")
+cdef Py_ssize_t _ALL_OR_NONE = slot_offset(OrderRequest, "all_or_none")
 
 
 cdef object _exact_request(request):
@@ -267,15 +245,15 @@ cdef class OrderBook:
         """Validate, match and rest (or cancel) one new order (see `book.OrderBook.place`)."""
         if type(request) is not _OrderRequest:
             request = _exact_request(request)
-        order_id = _field(request, _ORDER_ID)
-        participant_id = _field(request, _PARTICIPANT_ID)
-        side = _field(request, _SIDE)
-        price = _field(request, _PRICE)
-        quantity = _field(request, _QUANTITY)
-        order_type = _field(request, _ORDER_TYPE)
-        tif = _field(request, _TIME_IN_FORCE)
-        post_only = _field(request, _POST_ONLY)
-        all_or_none = _field(request, _ALL_OR_NONE)
+        order_id = get_field(request, _ORDER_ID)
+        participant_id = get_field(request, _PARTICIPANT_ID)
+        side = get_field(request, _SIDE)
+        price = get_field(request, _PRICE)
+        quantity = get_field(request, _QUANTITY)
+        order_type = get_field(request, _ORDER_TYPE)
+        tif = get_field(request, _TIME_IN_FORCE)
+        post_only = get_field(request, _POST_ONLY)
+        all_or_none = get_field(request, _ALL_OR_NONE)
         cdef bint is_market = order_type is MARKET
         code = None
         if not validated:
@@ -331,8 +309,6 @@ cdef class OrderBook:
     cdef object _validate(
         self, order_id, price, quantity, bint is_market, tif, post_only
     ):
-        cdef long long c_price = 0
-        cdef long long c_quantity = 0
         # Contradictory fields first (one code, INVALID_ORDER), then price, size and id.
         if post_only:
             if is_market or tif is IOC or tif is FOK:
@@ -342,19 +318,13 @@ cdef class OrderBook:
                 return RejectCode.INVALID_ORDER
         elif price is None:
             return RejectCode.INVALID_ORDER
-        elif not _to_c(price, &c_price):
-            # Far beyond any band: the same codes book.py gives, from Python arithmetic.
-            if price <= 0 or price % self._tick:
-                return RejectCode.TICK_SIZE
-            return RejectCode.PRICE_OUT_OF_BAND
-        elif c_price <= 0 or c_price % self._tick:
-            return RejectCode.TICK_SIZE
-        elif c_price < self._band_low or c_price > self._band_high:
-            return RejectCode.PRICE_OUT_OF_BAND
-        if not _to_c(quantity, &c_quantity):
-            return RejectCode.LOT_SIZE
-        if c_quantity <= 0 or c_quantity > self._max_quantity:
-            return RejectCode.LOT_SIZE
+        else:
+            code = self._price_error(price)
+            if code is not None:
+                return code
+        code = self._quantity_error(quantity)
+        if code is not None:
+            return code
         if order_id <= self._ids.last_order_id:
             return RejectCode.DUPLICATE_ORDER_ID
         return None
@@ -645,11 +615,34 @@ cdef class OrderBook:
         if price is None and quantity is None:
             return RejectCode.INVALID_AMEND
         if price is not None:
-            code = self.rules.price_error(price)
+            code = self._price_error(price)
             if code is not None:
                 return code
         if quantity is not None:
-            return self.rules.quantity_error(quantity)
+            return self._quantity_error(quantity)
+        return None
+
+    cdef object _price_error(self, price):
+        """`BookRules.price_error`, on this book's copy of the rules."""
+        cdef long long c_price = 0
+        if not _to_c(price, &c_price):
+            # Far beyond any band: the same codes book.py gives, from Python arithmetic.
+            if price <= 0 or price % self._tick:
+                return RejectCode.TICK_SIZE
+            return RejectCode.PRICE_OUT_OF_BAND
+        if c_price <= 0 or c_price % self._tick:
+            return RejectCode.TICK_SIZE
+        if c_price < self._band_low or c_price > self._band_high:
+            return RejectCode.PRICE_OUT_OF_BAND
+        return None
+
+    cdef object _quantity_error(self, quantity):
+        """`BookRules.quantity_error`, on this book's copy of the rules."""
+        cdef long long c_quantity = 0
+        if not _to_c(quantity, &c_quantity):
+            return RejectCode.LOT_SIZE
+        if c_quantity <= 0 or c_quantity > self._max_quantity:
+            return RejectCode.LOT_SIZE
         return None
 
     cdef object _not_open_code(self, order_id):
