@@ -1,8 +1,9 @@
 # The hogx server image: the exchange, its journal and (with --database-url) the SQL ledger.
 # A build stage with a C compiler makes the wheel, so the image runs the compiled order book
 # (matching_engine/compiled_book.pyx), journal codec (exchange/compiled_journal.pyx, which
-# links OpenSSL's libcrypto and zlib, both in the slim image) and custody and risk
-# (clearing/compiled_clearing.pyx) without carrying the compiler.
+# links OpenSSL's libcrypto and zlib, both in the slim image), custody and risk
+# (clearing/compiled_clearing.pyx) and trading path (exchange/compiled_core.pyx) without carrying
+# the compiler.
 FROM python:3.12-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
@@ -23,6 +24,7 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
     && python -c "import matching_engine as m; assert m.BOOK_IMPLEMENTATION == 'compiled'" \
     && python -c "import exchange.journal as j; assert j.CODEC_IMPLEMENTATION == 'compiled'" \
     && python -c "import clearing.implementation as c; assert c.CLEARING_IMPLEMENTATION == 'compiled'" \
+    && python -c "import exchange.core as c; assert c.CORE_IMPLEMENTATION == 'compiled'" \
     && useradd --system --home /var/lib/hogx hogx \
     && mkdir -p /var/lib/hogx && chown hogx /var/lib/hogx
 

@@ -1,8 +1,9 @@
 """Builds the compiled twins (matching_engine/compiled_book.pyx, exchange/compiled_journal.pyx,
-clearing/compiled_clearing.pyx); everything else is in pyproject.toml. Each extension is
-optional: without Cython, a C compiler or the headers it needs (OpenSSL and zlib for the journal
-codec), the install still succeeds and the exchange runs the pure-Python twin
-(matching_engine/book.py, exchange/journal.py, clearing/accounts.py and clearing/risk.py)."""
+clearing/compiled_clearing.pyx, exchange/compiled_core.pyx); everything else is in
+pyproject.toml. Each extension is optional: without Cython, a C compiler or the headers it needs
+(OpenSSL and zlib for the journal codec), the install still succeeds and the exchange runs the
+pure-Python twin (matching_engine/book.py, exchange/journal.py, clearing/accounts.py and
+clearing/risk.py, exchange/core.py's own trading path)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ def compiled_twins() -> list[Extension]:
         Extension(
             "clearing.compiled_clearing",
             ["clearing/compiled_clearing.pyx"],
+            extra_compile_args=["-O2"],
+        ),
+        Extension(
+            "exchange.compiled_core",
+            ["exchange/compiled_core.pyx"],
             extra_compile_args=["-O2"],
         ),
     ]

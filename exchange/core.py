@@ -19,10 +19,11 @@ is in at most one shard at any moment and can never be spent twice.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -1250,10 +1251,40 @@ def _short_of(side: Side, symbol: str) -> str:
     return f"not enough {symbol} lots available in custody to sell"
 
 
+# ---------------------------------------------------------------------- the compiled twin
+
+# `exchange/compiled_core.pyx`, when it was built: the trading path above (placing, cancelling
+# and amending orders, holds, settling trades), compiled; everything else is this file's. The
+# methods above stay the readable statement of the rules and the fallback without a C compiler;
+# `HOGX_PURE_PYTHON_CORE=1` forces them. Both behave identically: tests/test_core_twins.py.
+PURE_PYTHON_ENV = "HOGX_PURE_PYTHON_CORE"
+PythonExchangeCore = ExchangeCore
+CompiledExchangeCore: type[ExchangeCore] | None = None
+if not TYPE_CHECKING:  # the type checker reads the Python class: the compiled one is the same
+    try:
+        from exchange import compiled_core
+    except ImportError:  # not built: no compiler or no Cython at install time
+        pass
+    else:
+        compiled_core.bind(Market, MAX_CLIENT_ORDER_ID_LENGTH, certificate_halt_reason, _short_of)
+
+        class CompiledExchangeCore(compiled_core.CompiledTradingPath, PythonExchangeCore):
+            """`ExchangeCore`, with the trading path of `compiled_core` first in its bases."""
+
+        if os.environ.get(PURE_PYTHON_ENV) != "1":
+            ExchangeCore = CompiledExchangeCore
+
+CORE_IMPLEMENTATION = "compiled" if ExchangeCore is CompiledExchangeCore else "python"
+"""Which implementation `ExchangeCore` runs: "compiled" or "python"."""
+
 __all__ = [
+    "CORE_IMPLEMENTATION",
+    "PURE_PYTHON_ENV",
     "SHARD_ID_SPAN",
+    "CompiledExchangeCore",
     "CoreState",
     "ExchangeCore",
+    "PythonExchangeCore",
     "Transfer",
     "cash_to_hold",
     "certificate_halt_reason",

@@ -2,12 +2,13 @@
 
     python tests/digest_child.py SEED COMMANDS [START_NS]
 
-Prints the order book and the clearing implementations in use, the core's state digest and a
+Prints the order book, clearing and core implementations in use, the core's state digest and a
 hash of every event, one per line. Command n is applied at `START_NS` (default 0) plus n ms; the
 workload's OCOP instrument is listed only on a clock near today. `tests/test_book_twins.py` runs
-it with each book (`HOGX_PURE_PYTHON_BOOK`) and `tests/test_clearing_twins.py` with each
-clearing (`HOGX_PURE_PYTHON_CLEARING`), and both require the same fingerprint: a journal replays
-to the same state on either.
+it with each book (`HOGX_PURE_PYTHON_BOOK`), `tests/test_clearing_twins.py` with each clearing
+(`HOGX_PURE_PYTHON_CLEARING`) and `tests/test_core_twins.py` with each core
+(`HOGX_PURE_PYTHON_CORE`), and each requires the same fingerprint: a journal replays to the same
+state on either.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, f
 from benchmarks.workload import INSTRUMENTS, MarketWorkload
 from clearing.implementation import CLEARING_IMPLEMENTATION
 from exchange import commands as c
-from exchange.core import ExchangeCore
+from exchange.core import CORE_IMPLEMENTATION, ExchangeCore
 from exchange.sessions import Session
 from matching_engine import BOOK_IMPLEMENTATION
 
@@ -61,6 +62,7 @@ def main(seed: int, commands: int, start_ns: int = 0) -> None:
         apply(workload.next_command())
     print(BOOK_IMPLEMENTATION)
     print(CLEARING_IMPLEMENTATION)
+    print(CORE_IMPLEMENTATION)
     print(core.digest())
     print(events_hash.hexdigest())
 
@@ -69,7 +71,7 @@ def fingerprint(
     seed: int, commands: int, *, pure_python_env: str, pure_python: bool, start_ns: int = 0
 ) -> list[str]:
     """This script's output, run in a child process with `pure_python_env` set to 1 or unset:
-    [book implementation, clearing implementation, core digest, events hash]."""
+    [book, clearing and core implementations, core digest, events hash]."""
     env = {k: v for k, v in os.environ.items() if k != pure_python_env}
     if pure_python:
         env[pure_python_env] = "1"

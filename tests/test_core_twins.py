@@ -1,0 +1,258 @@
+"""The compiled trading path against core.py, command by command: the very same events, always.
+
+`exchange/compiled_core.pyx` replaces `ExchangeCore`'s placing, cancelling, amending and
+settling with compiled twins of the same methods. Random sessions on a small market, where
+everything that can go wrong does (unknown and non-trading participants, client order ids
+repeated and too long, prices off tick and out of band, orders of other participants and
+closed ones, short cash, halts, every session phase with its auctions, day-order expiry,
+circuit breakers tripping, goods from several warehouse receipts changing hands, deposits and
+withdrawals), run through a core of each kind. After every command both must have answered with
+the same events; at the end both must hold the same state (digest and invariants), and each
+must load the other's snapshot to that digest and go on exactly as the other does.
+
+Then the whole exchange: a seeded session with call phases and auctions (`digest_child.py`)
+once on each core, in a child process each, must end with the same digest and events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+from conftest import ocop_attributes
+from digest_child import fingerprint
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_market_rules import HOG, hog
+
+from clearing.accounts import CASH
+from exchange import commands as c
+from exchange.core import (
+    CORE_IMPLEMENTATION,
+    PURE_PYTHON_ENV,
+    CompiledExchangeCore,
+    ExchangeCore,
+    PythonExchangeCore,
+)
+from exchange.events import Event
+from exchange.instruments import Instrument, InstrumentKind
+from exchange.participants import Role
+from exchange.sessions import CircuitBreaker, Session
+from matching_engine import OrderType, Side, TimeInForce
+
+NOT_BUILT = "exchange/compiled_core.pyx is not built (no C compiler or Cython at install time)"
+pytestmark = pytest.mark.skipif(
+    CompiledExchangeCore is None and os.environ.get("CI") != "true", reason=NOT_BUILT
+)
+
+HOG2, TEA = "HOG-G2", "OCOP-TEA"
+TRADERS = (1, 2, 3, 4)
+MONITOR = 5  # registered, but not a trader
+UNKNOWN = 6
+NS = 1_000_000_000
+# 01:00 UTC today, a Vietnam trading morning: the OCOP certificate below is valid then.
+TODAY_NS = int(datetime.now(UTC).replace(hour=1, minute=0, second=0).timestamp()) * NS
+
+
+TEA_LISTING = Instrument(TEA, "Trà Tân Cương", InstrumentKind.OCOP, 10, 1_000, 450_000)
+INSTRUMENTS = (
+    hog(
+        symbol=HOG,
+        maker_fee_bps=2,
+        taker_fee_bps=5,
+        max_order_quantity=30,
+        circuit_breaker=CircuitBreaker(move_pct=1, window_s=60, cool_off_s=30),
+    ),
+    hog(symbol=HOG2, max_order_quantity=30),
+    msgspec.structs.replace(TEA_LISTING, attributes=ocop_attributes()),
+)
+
+
+def delivery(owner: int, symbol: str, lots: int, farm: str) -> c.DeliverGoods:
+    return c.DeliverGoods(owner, symbol, lots, 10 * lots, 110, farm, "VietGAP-CN-1182", TODAY_NS)
+
+
+def setup() -> list[c.Command]:
+    """Four traders and a monitor; cash enough for some orders, not for all; goods from several
+    warehouse receipts (so trades take lots across receipts) and untraced deposits."""
+    commands: list[c.Command] = []
+    for trader in TRADERS:
+        name = f"trader-{trader}"
+        commands.append(
+            c.RegisterParticipant(name, Role.TRADER, hashlib.sha256(name.encode()).hexdigest())
+        )
+    commands.append(c.RegisterParticipant("monitor", Role.MONITOR, "ab" * 32))
+    commands += [c.ListInstrument(instrument) for instrument in INSTRUMENTS]
+    for trader in TRADERS:
+        commands.append(c.Deposit(trader, CASH, 2_000_000_000 * trader))
+    for owner, farm in ((1, "DN-TB-0137"), (2, "DN-TB-0200"), (1, "DN-TB-0311")):
+        commands += [delivery(owner, HOG, 4, farm), delivery(owner, HOG2, 3, farm)]
+    for trader in (2, 3):
+        commands += [c.Deposit(trader, symbol, 40) for symbol in (HOG, HOG2, TEA)]
+    return commands
+
+
+participants = st.sampled_from((*TRADERS * 6, MONITOR, UNKNOWN))
+symbols = st.sampled_from((HOG, HOG, HOG, HOG2, HOG2, TEA, "NOPE"))
+# Around the reference, the band's edges, outside it, off tick, not positive; OCOP's own.
+prices = st.sampled_from(
+    (
+        *(60_000 + 100 * k for k in range(-8, 9)),
+        55_800,
+        64_200,
+        64_300,
+        60_050,
+        0,
+        *(450_000 + 1_000 * k for k in range(-4, 5)),
+    )
+)
+quantities = st.sampled_from((*range(1, 13), 30, 31, 0))
+client_order_ids = st.sampled_from((*(None,) * 12, "a", "b", "c", "", "x" * 65))
+order_ids = st.integers(0, 40)
+
+place = st.builds(
+    c.PlaceOrder,
+    participant_id=participants,
+    symbol=symbols,
+    side=st.sampled_from(Side),
+    order_type=st.just(OrderType.LIMIT),
+    price=prices,
+    quantity=quantities,
+    time_in_force=st.sampled_from(TimeInForce),
+    post_only=st.sampled_from((False,) * 9 + (True,)),
+    all_or_none=st.sampled_from((False,) * 6 + (True,)),
+    client_order_id=client_order_ids,
+)
+market_order = st.builds(
+    c.PlaceOrder,
+    participant_id=participants,
+    symbol=symbols,
+    side=st.sampled_from(Side),
+    order_type=st.just(OrderType.MARKET),
+    price=st.sampled_from((None, None, 60_000)),
+    quantity=quantities,
+    time_in_force=st.sampled_from(TimeInForce),
+    client_order_id=client_order_ids,
+)
+cancel = st.builds(c.CancelOrder, participants, order_ids)
+amend = st.builds(
+    c.AmendOrder, participants, order_ids, price=st.none() | prices, quantity=st.none() | quantities
+)
+market_control = st.one_of(
+    st.builds(c.HaltMarket, symbols, st.just("test")),
+    st.builds(c.ResumeMarket, symbols),
+    st.builds(c.ResumeMarket, symbols),
+    st.builds(c.AdvanceSession, symbols, st.sampled_from(Session)),
+    st.builds(c.ExpireDayOrders, symbols),
+)
+custody = st.one_of(
+    st.builds(c.Deposit, participants, st.sampled_from((CASH, HOG, HOG2)), st.integers(1, 10**9)),
+    st.builds(c.Withdraw, participants, st.sampled_from((CASH, HOG)), st.integers(1, 10**9)),
+    st.builds(
+        delivery, participants, st.sampled_from((HOG, HOG2)), st.integers(1, 4), st.just("X")
+    ),
+)
+# Mostly orders, as in a market; now and then a halt, a new phase, a deposit or a delivery.
+MIX = {place: 14, market_order: 2, cancel: 4, amend: 3, market_control: 2, custody: 1}
+commands = st.sampled_from([kind for kind, weight in MIX.items() for _ in range(weight)]).flatmap(
+    lambda kind: kind
+)
+# Between commands, time moves on by nothing, a little, or past the breaker's window and cool-off.
+steps_ns = st.sampled_from((0, 1_000, NS // 2, 3 * NS, 61 * NS))
+
+
+class TwinCores:
+    """A Python core and a compiled core, fed the same commands at the same times."""
+
+    def __init__(self) -> None:
+        assert CompiledExchangeCore is not None, NOT_BUILT
+        self.python = PythonExchangeCore()
+        self.compiled = CompiledExchangeCore()
+        self.sequence = 0
+        self.now = TODAY_NS
+
+    def apply(self, command: c.Command, step_ns: int = 0) -> list[Event]:
+        self.sequence += 1
+        self.now += step_ns
+        expected = self.python.apply(command, self.sequence, self.now)
+        actual = self.compiled.apply(command, self.sequence, self.now)
+        assert actual == expected, command
+        return actual
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(commands, steps_ns), min_size=40, max_size=150))
+def test_both_cores_answer_every_command_with_the_same_events(
+    session: list[tuple[c.Command, int]],
+) -> None:
+    twins = TwinCores()
+    for command in setup():
+        twins.apply(command)
+    for command, step_ns in session:
+        twins.apply(command, step_ns)
+    twins.compiled.check_invariants()
+    twins.python.check_invariants()
+    assert twins.compiled.digest() == twins.python.digest()
+    assert twins.compiled.state() == twins.python.state()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(commands, steps_ns), min_size=10, max_size=60),
+    st.lists(st.tuples(commands, steps_ns), min_size=10, max_size=60),
+)
+def test_each_core_loads_the_others_snapshot_and_goes_on_as_it_would(
+    before: list[tuple[c.Command, int]], after: list[tuple[c.Command, int]]
+) -> None:
+    twins = TwinCores()
+    for command in setup():
+        twins.apply(command)
+    for command, step_ns in before:
+        twins.apply(command, step_ns)
+    assert CompiledExchangeCore is not None
+    # Swapped: the compiled core restarts from the Python core's snapshot and vice versa.
+    twins.python, twins.compiled = (
+        PythonExchangeCore.from_state(twins.compiled.state()),
+        CompiledExchangeCore.from_state(twins.python.state()),
+    )
+    assert type(twins.compiled) is CompiledExchangeCore
+    assert twins.compiled.digest() == twins.python.digest()
+    for command, step_ns in after:
+        twins.apply(command, step_ns)
+    assert twins.compiled.digest() == twins.python.digest()
+
+
+def test_a_breaker_trips_the_same_way_on_both() -> None:
+    twins = TwinCores()
+    for command in setup():
+        twins.apply(command)
+    twins.apply(c.PlaceOrder(2, HOG, Side.SELL, OrderType.LIMIT, 60_000, 2))
+    twins.apply(c.PlaceOrder(3, HOG, Side.BUY, OrderType.LIMIT, 60_000, 1))
+    twins.apply(c.PlaceOrder(2, HOG, Side.SELL, OrderType.LIMIT, 61_000, 1))
+    events = twins.apply(c.PlaceOrder(4, HOG, Side.BUY, OrderType.LIMIT, 61_000, 2), NS)
+    assert [type(e).__name__ for e in events][-2:] == ["CircuitBreakerTripped", "SessionChanged"]
+    assert twins.compiled.digest() == twins.python.digest()
+
+
+def test_the_compiled_core_is_built_wherever_ci_runs() -> None:
+    # Under CI=true the module is not skipped: a compiled core that failed to build fails here.
+    assert CompiledExchangeCore is not None, NOT_BUILT
+    if os.environ.get(PURE_PYTHON_ENV) != "1":
+        assert ExchangeCore is CompiledExchangeCore
+        assert CORE_IMPLEMENTATION == "compiled"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_whole_session_gives_the_same_digest_and_events_on_either_core(seed: int) -> None:
+    start_ns = TODAY_NS
+    python = fingerprint(
+        seed, 4000, pure_python_env=PURE_PYTHON_ENV, pure_python=True, start_ns=start_ns
+    )
+    compiled = fingerprint(
+        seed, 4000, pure_python_env=PURE_PYTHON_ENV, pure_python=False, start_ns=start_ns
+    )
+    assert (python[2], compiled[2]) == ("python", "compiled")
+    assert python[:2] == compiled[:2] and python[3:] == compiled[3:]
