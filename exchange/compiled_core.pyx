@@ -24,7 +24,7 @@ from matching_engine.struct_slots cimport get_field, set_field, slot_offset
 from collections import deque
 
 from clearing.accounts import CASH as _CASH
-from clearing.risk import Settlement
+from clearing.risk import FeeSchedule, Settlement
 from exchange.commands import AmendOrder, CancelOrder, PlaceOrder
 from exchange.delivery import UNTRACED, Lineage
 from exchange.events import (
@@ -52,6 +52,8 @@ from matching_engine import (
     Trade,
 )
 from matching_engine.book import reject_message
+from matching_engine.engine import MatchingEngine
+from matching_engine.ids import IdCounters
 from matching_engine.enums import RejectCode
 
 # C statics: read without a dictionary lookup.
@@ -98,6 +100,9 @@ cdef object _UNTRACED = UNTRACED
 cdef object _TradeWindow = TradeWindow
 cdef object _TradeBucket = TradeBucket
 cdef object _NS_PER_SECOND = NS_PER_SECOND
+cdef object _FeeSchedule = FeeSchedule
+cdef object _MatchingEngine = MatchingEngine
+cdef object _IdCounters = IdCounters
 # The cancel reasons' values, each looked up once (an enum's `.value` is a Python property).
 cdef dict REASON_VALUE = {}
 
@@ -162,6 +167,11 @@ cdef Py_ssize_t BUCKET_VOLUME = slot_offset(TradeBucket, "volume")
 cdef Py_ssize_t BUCKET_VALUE = slot_offset(TradeBucket, "value")
 cdef Py_ssize_t BUCKET_LOW = slot_offset(TradeBucket, "low")
 cdef Py_ssize_t BUCKET_HIGH = slot_offset(TradeBucket, "high")
+cdef Py_ssize_t FEES_MAKER_BPS = slot_offset(FeeSchedule, "maker_bps")
+cdef Py_ssize_t FEES_TAKER_BPS = slot_offset(FeeSchedule, "taker_bps")
+cdef Py_ssize_t FEES_MAX_BPS = slot_offset(FeeSchedule, "max_bps")
+cdef Py_ssize_t ENGINE_IDS = slot_offset(MatchingEngine, "_ids")
+cdef Py_ssize_t IDS_LAST_ORDER_ID = slot_offset(IdCounters, "last_order_id")
 
 # Set by `bind`, which `exchange.core` calls once it has defined them (it imports this module at
 # its end): what this twin shares with `core.py` rather than repeats.
@@ -325,7 +335,7 @@ cdef class CompiledTradingPath:
         if session is CLOSED:
             return _rejected("MARKET_CLOSED", f"{symbol} is closed: only cancels are accepted")
         book = get_field(market, MARKET_BOOK)
-        order_id = self.engine.last_order_id + 1
+        order_id = self._last_order_id() + 1
         side = get_field(command, PLACE_SIDE)
         price = get_field(command, PLACE_PRICE)
         quantity = get_field(command, PLACE_QUANTITY)
@@ -370,6 +380,15 @@ cdef class CompiledTradingPath:
         if self._tripped is not None:
             self._trip(events)
         return events
+
+    cdef inline object _last_order_id(self):
+        """`self.engine.last_order_id`, without the property's Python call."""
+        engine = self.engine
+        if type(engine) is _MatchingEngine:
+            ids = get_field(engine, ENGINE_IDS)
+            if type(ids) is _IdCounters:
+                return get_field(ids, IDS_LAST_ORDER_ID)
+        return engine.last_order_id
 
     def _hold(self, request, market):
         return self._hold_c(
@@ -599,6 +618,12 @@ cdef class CompiledTradingPath:
 
     cdef void _settle_c(self, object trade, object market, list events) except *:
         fees = get_field(market, MARKET_FEES)
+        if type(fees) is _FeeSchedule:
+            maker_bps = get_field(fees, FEES_MAKER_BPS)
+            taker_bps = get_field(fees, FEES_TAKER_BPS)
+            max_bps = get_field(fees, FEES_MAX_BPS)
+        else:
+            maker_bps, taker_bps, max_bps = fees.maker_bps, fees.taker_bps, fees.max_bps
         aggressor_buys = get_field(trade, TRADE_AGGRESSOR_SIDE) is BUY
         maker_order_id = get_field(trade, TRADE_MAKER_ORDER_ID)
         taker_order_id = get_field(trade, TRADE_TAKER_ORDER_ID)
@@ -607,11 +632,11 @@ cdef class CompiledTradingPath:
         if aggressor_buys:
             buy_id, sell_id = taker_order_id, maker_order_id
             buy_remaining = taker_remaining
-            buyer_bps, seller_bps = fees.taker_bps, fees.maker_bps
+            buyer_bps, seller_bps = taker_bps, maker_bps
         else:
             buy_id, sell_id = maker_order_id, taker_order_id
             buy_remaining = maker_remaining
-            buyer_bps, seller_bps = fees.maker_bps, fees.taker_bps
+            buyer_bps, seller_bps = maker_bps, taker_bps
         symbol = get_field(trade, TRADE_SYMBOL)
         trade_id = get_field(trade, TRADE_ID)
         price = get_field(trade, TRADE_PRICE)
@@ -627,7 +652,7 @@ cdef class CompiledTradingPath:
             get_field(market, MARKET_LOT_SIZE),
             buyer_bps,
             seller_bps,
-            fees.max_bps,
+            max_bps,
         )
         assert type(settlement) is _Settlement, settlement
         events.append(settlement)
@@ -647,12 +672,12 @@ cdef class CompiledTradingPath:
         else:
             maker_fee = get_field(settlement, SETTLEMENT_BUYER_FEE)
             taker_fee = get_field(settlement, SETTLEMENT_SELLER_FEE)
-        self._record_fill_c(maker_order_id, trade, MAKER, maker_fee)
-        self._record_fill_c(taker_order_id, trade, TAKER, taker_fee)
+        maker = self._record_fill_c(maker_order_id, trade, MAKER, maker_fee)
+        taker = self._record_fill_c(taker_order_id, trade, TAKER, taker_fee)
         if maker_remaining == 0:
-            self._release_c(self.orders[maker_order_id], events)
+            self._release_c(maker, events)
         if taker_remaining == 0:
-            self._release_c(self.orders[taker_order_id], events)
+            self._release_c(taker, events)
 
     @cython.wraparound(True)  # [-1]: the back of the buyer's queue
     cdef void _transfer_lots(
@@ -690,9 +715,10 @@ cdef class CompiledTradingPath:
         assert type(trade) is _Trade, trade
         self._record_fill_c(order_id, trade, liquidity, fee)
 
-    cdef void _record_fill_c(
+    cdef object _record_fill_c(
         self, object order_id, object trade, object liquidity, object fee
-    ) except *:
+    ):
+        """Returns the order's record."""
         record = self.orders[order_id]
         assert type(record) is _OrderRecord, record
         trade_id = get_field(trade, TRADE_ID)
@@ -725,6 +751,7 @@ cdef class CompiledTradingPath:
         if fills is None:
             fills = self.fills_by_participant[participant_id] = []
         (<list>fills).append((trade_id, order_id))
+        return record
 
     def _release(self, record, events):
         self._release_c(record, events)
