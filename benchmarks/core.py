@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.workload import MarketWorkload
+from clearing.implementation import CLEARING_IMPLEMENTATION
 from exchange.collector import collecting_seldom, paused
 from exchange.commands import Command, decode_command
-from exchange.core import ExchangeCore
+from exchange.core import CORE_IMPLEMENTATION, ExchangeCore
 from exchange.events import Event
 from exchange.journal import CODEC_IMPLEMENTATION, Journal
 from exchange.sequencer import CommandResult, Exchange
@@ -228,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
         "book": BOOK_IMPLEMENTATION,
         "journal_codec": CODEC_IMPLEMENTATION,
+        "clearing": CLEARING_IMPLEMENTATION,
+        "trading_path": CORE_IMPLEMENTATION,
         "commands_per_second": round(median(durable["exchange"], "commands_per_second")),
         "mean_batch": round(median(durable["exchange"], "mean_batch")),
         "core_path_commands_per_second": round(median(durable["core_path"], "commands_per_second")),
@@ -249,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"durable commands/s (median of {args.runs}), {loop_name}, Python "
             f"{figures['python']}, {BOOK_IMPLEMENTATION} book, {CODEC_IMPLEMENTATION} journal "
-            "codec:"
+            f"codec, {CLEARING_IMPLEMENTATION} clearing, {CORE_IMPLEMENTATION} trading path:"
         )
         print(f"  exchange (with projections): {figures['commands_per_second']:,}")
         print(f"  core path (no projections):  {figures['core_path_commands_per_second']:,}")
