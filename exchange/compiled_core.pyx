@@ -72,6 +72,7 @@ cdef object CONTINUOUS = Session.CONTINUOUS
 cdef object CLOSED = Session.CLOSED
 cdef object IOC = TimeInForce.IOC
 cdef object FOK = TimeInForce.FOK
+cdef tuple _IMMEDIATE = (IOC, FOK)
 cdef object NOT_ALLOWED_IN_CALL = RejectCode.NOT_ALLOWED_IN_CALL
 cdef object INVALID_AMEND = RejectCode.INVALID_AMEND
 cdef object _PlaceOrder = PlaceOrder
@@ -214,17 +215,32 @@ cdef inline list _rejected(str code, str message):
     return [CommandRejected(code, message)]
 
 
+cdef inline object _exact(object instance, object cls):
+    """`instance`, which must be exactly a `cls` before its slots are read: a real check, not an
+    assertion (which `python -O` would drop), since a wrong object here would crash the process
+    where the Python methods raise."""
+    if type(instance) is not cls:
+        raise TypeError(f"expected exactly {cls.__name__}, got {type(instance).__name__}")
+    return instance
+
+
+@cython.boundscheck(True)
+cdef inline object _first(object events):
+    """`events[0]`, bounds-checked (the module is compiled without bounds checks)."""
+    return events[0]
+
+
 cdef inline object _market(object market):
     # Every market comes from `core.py`'s `Market` (its slots all set in `__init__`).
-    assert type(market) is _Market, market
-    return market
+    return _exact(market, _Market)
 
 
 cdef inline object _session_of(object market):
-    return get_field(get_field(market, MARKET_SESSION), SESSION_SESSION)
+    return get_field(_exact(get_field(market, MARKET_SESSION), _MarketSession), SESSION_SESSION)
 
 
 @cython.wraparound(True)  # [-1]: the newest bucket
+@cython.boundscheck(True)
 cdef void _add_to_window(object window, object time_ns, object price, object quantity) except *:
     """`TradeWindow.add` in its usual case: another trade in the newest bucket's second. Any
     other case: `TradeWindow.add` itself."""
@@ -244,6 +260,29 @@ cdef void _add_to_window(object window, object time_ns, object price, object qua
                     set_field(bucket, BUCKET_HIGH, price)
                 return
     window.add(time_ns, price, quantity)
+
+
+# The methods the compiled ones call as C functions. A subclass overriding one would never be
+# called (overriding `apply` as a whole is fine: then none of this runs).
+TWINNED = (
+    "_trader_problem", "_place", "_hold", "_register", "_owned_open_order", "_cancel", "_amend",
+    "_hold_change", "_resize_hold", "_absorb", "_settle", "_record_fill", "_release",
+)
+
+
+def refuse_overrides(cls):
+    """TypeError when `cls` overrides a method of the trading path (see `TWINNED`): the compiled
+    core would silently ignore the override. `HOGX_PURE_PYTHON_CORE=1` runs core.py's methods,
+    which may be overridden."""
+    for name in TWINNED:
+        for klass in cls.__mro__:
+            if name in klass.__dict__:
+                if klass is not CompiledTradingPath:
+                    raise TypeError(
+                        f"{cls.__name__}.{name} overrides a method the compiled trading path "
+                        "calls as C (set HOGX_PURE_PYTHON_CORE=1 to override it)"
+                    )
+                break
 
 
 cdef class CompiledTradingPath:
@@ -302,7 +341,7 @@ cdef class CompiledTradingPath:
         return participant.role is TRADER
 
     def _place(self, command):
-        assert type(command) is _PlaceOrder, command
+        _exact(command, _PlaceOrder)
         return self._place_c(command)
 
     cdef list _place_c(self, object command):
@@ -355,7 +394,7 @@ cdef class CompiledTradingPath:
         if (
             code is None
             and session is not CONTINUOUS
-            and (time_in_force is IOC or time_in_force is FOK)
+            and time_in_force in _IMMEDIATE
         ):
             code = NOT_ALLOWED_IN_CALL
         if code is not None:
@@ -368,7 +407,7 @@ cdef class CompiledTradingPath:
             engine_events = book.place(request, validated=True)
         else:  # a call phase: the order waits for the auction
             engine_events = book.rest(request)
-        if type(engine_events[0]) is _OrderRejected:  # post-only would take: undo the hold
+        if type(_first(engine_events)) is _OrderRejected:  # post-only would take: undo the hold
             self.risk.release(order_id)
             return engine_events
         self._register_c(command, order_id)
@@ -425,7 +464,7 @@ cdef class CompiledTradingPath:
         return _FundsHeld(order_id, participant_id, asset, amount)
 
     def _register(self, command, order_id):
-        assert type(command) is _PlaceOrder, command
+        _exact(command, _PlaceOrder)
         self._register_c(command, order_id)
 
     cdef void _register_c(self, object command, object order_id) except *:
@@ -457,7 +496,7 @@ cdef class CompiledTradingPath:
         if ids is None:
             self.orders_by_participant[participant_id] = [order_id]
         else:
-            (<list>ids).append(order_id)
+            (<list?>ids).append(order_id)
 
     def _owned_open_order(self, participant_id, order_id):
         return self._owned_open_order_c(participant_id, order_id)
@@ -466,7 +505,7 @@ cdef class CompiledTradingPath:
         record = self.orders.get(order_id)
         if record is None:
             return _rejected("ORDER_NOT_FOUND", f"no order {order_id} of this participant")
-        assert type(record) is _OrderRecord, record
+        _exact(record, _OrderRecord)
         if get_field(record, RECORD_PARTICIPANT_ID) != participant_id:
             return _rejected("ORDER_NOT_FOUND", f"no order {order_id} of this participant")
         status = get_field(record, RECORD_STATUS)
@@ -475,7 +514,7 @@ cdef class CompiledTradingPath:
         return record
 
     def _cancel(self, command):
-        assert type(command) is _CancelOrder, command
+        _exact(command, _CancelOrder)
         return self._cancel_c(command)
 
     cdef list _cancel_c(self, object command):
@@ -489,7 +528,7 @@ cdef class CompiledTradingPath:
         return events
 
     def _amend(self, command):
-        assert type(command) is _AmendOrder, command
+        _exact(command, _AmendOrder)
         return self._amend_c(command)
 
     cdef list _amend_c(self, object command):
@@ -530,7 +569,7 @@ cdef class CompiledTradingPath:
         if new_remaining > 0 and not self._resize_hold_c(record, market, new_price, new_remaining):
             return _rejected("INSUFFICIENT_FUNDS", short_of(get_field(record, RECORD_SIDE), symbol))
         engine_events = book.amend(order_id, price, quantity, matching=session is CONTINUOUS)
-        if type(engine_events[0]) is _AmendRejected:  # post-only would take: undo
+        if type(_first(engine_events)) is _AmendRejected:  # post-only would take: undo
             restored = self._resize_hold_c(record, market, old_price, old_remaining)
             assert restored
             return engine_events
@@ -541,7 +580,7 @@ cdef class CompiledTradingPath:
         return events
 
     def _hold_change(self, record, held_before):
-        return self._hold_change_c(record, held_before)
+        return self._hold_change_c(_exact(record, _OrderRecord), held_before)
 
     cdef list _hold_change_c(self, object record, object held_before):
         """The amend's change to the order's hold, as an event (none when unchanged)."""
@@ -556,7 +595,7 @@ cdef class CompiledTradingPath:
         return []
 
     def _resize_hold(self, record, market, price, remaining):
-        return self._resize_hold_c(record, _market(market), price, remaining)
+        return self._resize_hold_c(_exact(record, _OrderRecord), _market(market), price, remaining)
 
     cdef bint _resize_hold_c(
         self, object record, object market, object price, object remaining
@@ -590,7 +629,7 @@ cdef class CompiledTradingPath:
                 self._settle_c(event, market, events)
             elif kind is _OrderCancelled:
                 record = orders[get_field(event, CANCELLED_ORDER_ID)]
-                assert type(record) is _OrderRecord, record
+                _exact(record, _OrderRecord)
                 reason = get_field(event, CANCELLED_REASON)
                 value = REASON_VALUE.get(reason)
                 if value is None:
@@ -601,19 +640,19 @@ cdef class CompiledTradingPath:
                 self._release_c(record, events)
             elif kind is _OrderExpired:
                 record = orders[get_field(event, EXPIRED_ORDER_ID)]
-                assert type(record) is _OrderRecord, record
+                _exact(record, _OrderRecord)
                 set_field(record, RECORD_STATUS, EXPIRED)
                 set_field(record, RECORD_UPDATED_SEQUENCE, sequence)
                 self._release_c(record, events)
             elif kind is _OrderAmended:
                 record = orders[get_field(event, AMENDED_ORDER_ID)]
-                assert type(record) is _OrderRecord, record
+                _exact(record, _OrderRecord)
                 set_field(record, RECORD_PRICE, get_field(event, AMENDED_PRICE))
                 set_field(record, RECORD_QUANTITY, get_field(event, AMENDED_QUANTITY))
                 set_field(record, RECORD_UPDATED_SEQUENCE, sequence)
 
     def _settle(self, trade, market, events):
-        assert type(trade) is _Trade, trade
+        _exact(trade, _Trade)
         self._settle_c(trade, _market(market), events)
 
     cdef void _settle_c(self, object trade, object market, list events) except *:
@@ -654,7 +693,7 @@ cdef class CompiledTradingPath:
             seller_bps,
             max_bps,
         )
-        assert type(settlement) is _Settlement, settlement
+        _exact(settlement, _Settlement)
         events.append(settlement)
         self._transfer_lots(
             trade_id,
@@ -680,6 +719,7 @@ cdef class CompiledTradingPath:
             self._release_c(taker, events)
 
     @cython.wraparound(True)  # [-1]: the back of the buyer's queue
+    @cython.boundscheck(True)
     cdef void _transfer_lots(
         self, object trade_id, object seller, object buyer, object symbol, object lots
     ) except *:
@@ -712,7 +752,7 @@ cdef class CompiledTradingPath:
             lineage.trade_lots[trade_id] = [(receipt_id, lots)]
 
     def _record_fill(self, order_id, trade, liquidity, fee):
-        assert type(trade) is _Trade, trade
+        _exact(trade, _Trade)
         self._record_fill_c(order_id, trade, liquidity, fee)
 
     cdef object _record_fill_c(
@@ -720,7 +760,7 @@ cdef class CompiledTradingPath:
     ):
         """Returns the order's record."""
         record = self.orders[order_id]
-        assert type(record) is _OrderRecord, record
+        _exact(record, _OrderRecord)
         trade_id = get_field(trade, TRADE_ID)
         quantity = get_field(trade, TRADE_QUANTITY)
         filled = get_field(record, RECORD_FILLED_QUANTITY) + quantity
@@ -745,19 +785,19 @@ cdef class CompiledTradingPath:
         if fills_of_record is None:
             set_field(record, RECORD_FILLS, [fill])
         else:
-            (<list>fills_of_record).append(fill)
+            (<list?>fills_of_record).append(fill)
         participant_id = get_field(record, RECORD_PARTICIPANT_ID)
         fills = self.fills_by_participant.get(participant_id)
         if fills is None:
             fills = self.fills_by_participant[participant_id] = []
-        (<list>fills).append((trade_id, order_id))
+        (<list?>fills).append((trade_id, order_id))
         return record
 
     def _release(self, record, events):
         self._release_c(record, events)
 
     cdef void _release_c(self, object record, list events) except *:
-        assert type(record) is _OrderRecord, record
+        _exact(record, _OrderRecord)
         order_id = get_field(record, RECORD_ORDER_ID)
         amount = self.risk.release(order_id)
         if amount:

@@ -1263,13 +1263,19 @@ CompiledExchangeCore: type[ExchangeCore] | None = None
 if not TYPE_CHECKING:  # the type checker reads the Python class: the compiled one is the same
     try:
         from exchange import compiled_core
-    except ImportError:  # not built: no compiler or no Cython at install time
+
+        # ImportError too when a field it reads in place is no slot of `Market` any more.
+        compiled_core.bind(Market, MAX_CLIENT_ORDER_ID_LENGTH, certificate_halt_reason, _short_of)
+    except ImportError:  # not built (no compiler or no Cython at install time), or out of date
         pass
     else:
-        compiled_core.bind(Market, MAX_CLIENT_ORDER_ID_LENGTH, certificate_halt_reason, _short_of)
 
         class CompiledExchangeCore(compiled_core.CompiledTradingPath, PythonExchangeCore):
             """`ExchangeCore`, with the trading path of `compiled_core` first in its bases."""
+
+            def __init_subclass__(cls, **kwargs: Any) -> None:
+                super().__init_subclass__(**kwargs)
+                compiled_core.refuse_overrides(cls)
 
         if os.environ.get(PURE_PYTHON_ENV) != "1":
             ExchangeCore = CompiledExchangeCore

@@ -5,9 +5,10 @@ A generic attribute lookup from C costs ~15-25 ns (type lookup, descriptor, call
 of the compiled twins read a dozen fields per command. Every such field is an object slot at a
 fixed offset, which its own member descriptor gives, so it can be read in a pointer load.
 
-Only for exact instances of the class the offset came from (a subclass may lay out otherwise),
-and only for fields that are always set (msgspec structs set every field; a `__slots__` class
-must set each slot in `__init__`). Writing is only for `__slots__` classes and for msgspec
+Only for exact instances of the class the offset came from (a subclass may lay out otherwise;
+check with `type(x) is C`, never with an assertion, which `python -O` drops), and only for
+fields that are always set: msgspec structs set every field (unless one is deleted, which hogx
+never does), and a `__slots__` class must set each slot in `__init__`. Writing is only for `__slots__` classes and for msgspec
 structs without garbage-collector tracking (`gc=False`) and not frozen: what their own
 `__setattr__` then does.
 """
