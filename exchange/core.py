@@ -1264,9 +1264,11 @@ if not TYPE_CHECKING:  # the type checker reads the Python class: the compiled o
     try:
         from exchange import compiled_core
 
-        # ImportError too when a field it reads in place is no slot of `Market` any more.
+        # ImportError too when a field it reads in place is no slot of `Market` any more, and
+        # AttributeError when the built module is older than this file (`pip install -e .`).
         compiled_core.bind(Market, MAX_CLIENT_ORDER_ID_LENGTH, certificate_halt_reason, _short_of)
-    except ImportError:  # not built (no compiler or no Cython at install time), or out of date
+        _refuse_overrides = compiled_core.refuse_overrides
+    except (ImportError, AttributeError):  # not built (no compiler or Cython), or out of date
         pass
     else:
 
@@ -1275,7 +1277,7 @@ if not TYPE_CHECKING:  # the type checker reads the Python class: the compiled o
 
             def __init_subclass__(cls, **kwargs: Any) -> None:
                 super().__init_subclass__(**kwargs)
-                compiled_core.refuse_overrides(cls)
+                _refuse_overrides(cls)
 
         if os.environ.get(PURE_PYTHON_ENV) != "1":
             ExchangeCore = CompiledExchangeCore
