@@ -209,7 +209,7 @@ cdef inline void _end_view(_Resting rec) except *:
 cdef class OrderBook:
     """Bids and asks of one instrument; every method returns the events it caused, in order."""
 
-    cdef public object rules
+    cdef readonly object rules  # set_rules() changes it: the C copy of its limits with it
     cdef public object symbol
     cdef object _ids
     cdef long long _band_low
