@@ -442,8 +442,13 @@ class Exchange:
 
     # ------------------------------------------------------------------ commands
 
-    async def submit(self, command: Command) -> CommandResult:
-        """Sequence, journal and apply `command`; returns once it is durable and applied."""
+    def submit(self, command: Command) -> asyncio.Future[CommandResult]:
+        """Sequence, journal and apply `command`; `await` the answer: it comes once the command
+        is durable and applied.
+
+        A plain function returning the caller's future, not a coroutine: one coroutine fewer
+        per command on the hottest path there is. So a refusal (`ExchangeStopped`, `Overloaded`,
+        `ValueError`) is raised by the call itself, before anything is queued."""
         if not self._accepting:
             raise ExchangeStopped("the exchange is not accepting commands")
         if len(self._pending) >= MAX_PENDING:
@@ -453,14 +458,14 @@ class Exchange:
         try:
             payload = encode_command(command)
             survives = len(payload) <= self._max_payload and decode_command(payload) == command
-        except (msgspec.MsgspecError, TypeError) as error:
+        except (msgspec.MsgspecError, TypeError, OverflowError) as error:  # an int beyond 64 bits
             raise ValueError(f"command does not survive encoding: {error}") from error
         if not survives:
             raise ValueError(f"command does not survive encoding: {command!r}")
         future: asyncio.Future[CommandResult] = self._loop.create_future()
         self._pending.append((command, payload, future))
         self._wakeup.set()
-        return await future
+        return future
 
     async def _write_loop(self) -> None:
         """Pipelined group commit: once a batch is durable, the commands that gathered
@@ -526,12 +531,12 @@ class Exchange:
 
     def _apply_batch(self, batch: _Batch) -> None:
         """Apply a durable batch, publish its results, then answer its callers."""
-        results = [
-            CommandResult(sequence, time_ns, command, self.core.apply(command, sequence, time_ns))
-            for (command, _, _), (sequence, time_ns, _) in zip(
-                batch.items, batch.records, strict=True
+        apply = self.core.apply
+        results = []
+        for (command, _, _), (sequence, time_ns, _) in zip(batch.items, batch.records, strict=True):
+            results.append(
+                CommandResult(sequence, time_ns, command, apply(command, sequence, time_ns))
             )
-        ]
         self._publish(results)
         for (_, _, future), result in zip(batch.items, results, strict=True):
             if not future.done():
@@ -597,16 +602,14 @@ class Exchange:
                 print(f"hogx: subscriber {subscriber!r} failed: {error!r}", file=sys.stderr)
 
     def _stamp(self, batch: list[Pending]) -> list[tuple[int, int, bytes]]:
-        """Next sequence numbers and a UTC time that never goes backwards (after the last
-        batch stamped: it may not be applied yet)."""
-        sequence = self._stamped_sequence
-        time_ns = self._stamped_time_ns
-        records = []
-        for _, payload, _ in batch:
-            sequence += 1
-            time_ns = max(self._clock(), time_ns)
-            records.append((sequence, time_ns, payload))
-        self._stamped_sequence, self._stamped_time_ns = sequence, time_ns
+        """Next sequence numbers, and one UTC time for the whole batch (it is sequenced at one
+        moment), never earlier than the last batch stamped (which may not be applied yet)."""
+        first = self._stamped_sequence + 1
+        time_ns = max(self._clock(), self._stamped_time_ns)
+        records = [
+            (sequence, time_ns, payload) for sequence, (_, payload, _) in enumerate(batch, first)
+        ]
+        self._stamped_sequence, self._stamped_time_ns = first + len(batch) - 1, time_ns
         return records
 
     def _fail(self, error: BaseException, batch: Sequence[Pending] = ()) -> None:

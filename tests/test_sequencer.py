@@ -98,6 +98,41 @@ def test_sequences_are_contiguous_and_times_never_go_backwards(tmp_path: Path) -
     assert times == sorted(times) and times[0] == 5_000
 
 
+def test_commands_sequenced_together_share_the_batchs_one_time_stamp(tmp_path: Path) -> None:
+    clock = iter(range(10**9, 10**10, 1_000))  # a clock that moves at every reading
+
+    async def scenario() -> tuple[list[CommandResult], list[list[int]]]:
+        exchange = await with_market(tmp_path)
+        exchange._clock = lambda: next(clock)
+        batches: list[list[int]] = []
+        exchange.subscribe(lambda results: batches.append([r.time_ns for r in results]))
+        results = await asyncio.gather(*(exchange.submit(order()) for _ in range(300)))
+        await exchange.stop()
+        return results, batches
+
+    results, batches = asyncio.run(scenario())
+    assert any(len(batch) > 1 for batch in batches), "the commands were never batched"
+    assert all(len(set(batch)) == 1 for batch in batches)
+    times = [result.time_ns for result in results]
+    assert times == sorted(times) and len(set(times)) == len(batches)
+
+
+def test_a_refused_command_is_refused_by_the_call_itself_and_nothing_is_queued(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        exchange = await with_market(tmp_path)
+        last = exchange.core.last_sequence
+        with pytest.raises(ValueError, match="does not survive encoding"):
+            exchange.submit(c.Deposit(1, "VND", 2**70))  # beyond what the journal encodes
+        await exchange.stop()
+        with pytest.raises(ExchangeStopped):
+            exchange.submit(order())
+        assert exchange.core.last_sequence == last
+
+    asyncio.run(scenario())
+
+
 def test_every_subscriber_sees_every_result_in_order_before_the_caller(tmp_path: Path) -> None:
     seen: list[int] = []
 
