@@ -1,6 +1,6 @@
 """Types of the compiled journal codec (exchange/compiled_journal.pyx)."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 PROBLEM_NONE: int
@@ -24,3 +24,13 @@ def parse_records(
     record_type: Any,
     max_length: int,
 ) -> tuple[int, int, bytes, int]: ...
+def parse_decoded(
+    buf: bytes,
+    expected: int,
+    previous_hash: bytes,
+    wanted_from: int,
+    wanted_to: int,
+    stop_at_wanted_to: bool,
+    max_length: int,
+    decode: Callable[[bytes], Any],
+) -> tuple[int, int, bytes, int, int, list[int], list[Any], Exception | None]: ...

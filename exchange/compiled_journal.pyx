@@ -1,6 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""The journal's record codec in C: the compiled twin of `_encode_batch` and `_parse_records`
-in `exchange/journal.py`, which stays the readable statement of the format and the fallback.
+"""The journal's record codec in C: the compiled twin of `_encode_batch`, `_parse_records` and
+`_parse_decoded_python` in `exchange/journal.py`, which stays the readable statement of the
+format and the fallback.
 
 Why: every record is encoded, checked and hashed once on the way in (group commit) and checked
 twice on the way out (open, then read, on every start-up and replay). In Python that is a few
@@ -8,6 +9,9 @@ microseconds a record, mostly interpreter overhead around a 100-byte SHA-256; he
 hash itself. SHA-256 is OpenSSL's (the same library Python's hashlib uses), CRC-32 is zlib's
 (the same function as `zlib.crc32`). The tests hold both codecs to the same bytes and the same
 answers on damaged input (tests/test_journal_codec_twins.py).
+
+A replay reads with `parse_decoded`: the same checks, then each payload decoded straight from
+the chunk by the decoder it is given, with no record or hash object built per record.
 
 Problems are returned as small integer codes; `journal.py` maps them to its messages.
 """
@@ -241,6 +245,34 @@ cdef void _scan(
     scan.offset = offset
 
 
+cdef inline const uint8_t *_check_buffer(
+    bytes buf,
+    uint64_t expected,
+    bytes previous_hash,
+    uint64_t wanted_to,
+    bint stop_at_wanted_to,
+    Py_ssize_t max_length,
+    _Scan *scan,
+) except NULL:
+    """Check the records of `buf` from offset 0 into `scan` (without the GIL); returns the
+    buffer's data."""
+    if PyBytes_GET_SIZE(previous_hash) != HASH_BYTES:
+        raise ValueError("previous_hash must be 32 bytes")
+    cdef const uint8_t *data = <const uint8_t *>PyBytes_AS_STRING(buf)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(buf)
+    memcpy(scan.previous, PyBytes_AS_STRING(previous_hash), HASH_BYTES)
+    with nogil:
+        _scan(data, end, expected, wanted_to, stop_at_wanted_to, max_length, scan)
+    return data
+
+
+cdef tuple _scan_answer(_Scan *scan, uint64_t expected):
+    """The `(offset, next expected, head hash, problem)` that both parsers return."""
+    next_expected = (<object>scan.last_sequence) + 1 if scan.matched else expected
+    previous = PyBytes_FromStringAndSize(<char *>scan.previous, HASH_BYTES)
+    return scan.offset, next_expected, previous, scan.problem
+
+
 def parse_records(
     bytes buf not None,
     uint64_t expected,
@@ -258,14 +290,10 @@ def parse_records(
 
     The records are checked without the GIL (the hashing is nearly all the work), then the
     wanted ones among those that passed are built with it."""
-    if PyBytes_GET_SIZE(previous_hash) != HASH_BYTES:
-        raise ValueError("previous_hash must be 32 bytes")
-    cdef const uint8_t *data = <const uint8_t *>PyBytes_AS_STRING(buf)
-    cdef Py_ssize_t end = PyBytes_GET_SIZE(buf)
     cdef _Scan scan
-    memcpy(scan.previous, PyBytes_AS_STRING(previous_hash), HASH_BYTES)
-    with nogil:
-        _scan(data, end, expected, wanted_to, stop_at_wanted_to, max_length, &scan)
+    cdef const uint8_t *data = _check_buffer(
+        buf, expected, previous_hash, wanted_to, stop_at_wanted_to, max_length, &scan
+    )
     cdef Py_ssize_t offset = 0
     cdef Py_ssize_t record_end, hash_start
     cdef uint64_t sequence
@@ -285,6 +313,54 @@ def parse_records(
                     )
                 )
             offset = record_end
-    next_expected = (<object>scan.last_sequence) + 1 if scan.matched else expected
-    previous = PyBytes_FromStringAndSize(<char *>scan.previous, HASH_BYTES)
-    return scan.offset, next_expected, previous, scan.problem
+    return _scan_answer(&scan, expected)
+
+
+def parse_decoded(
+    bytes buf not None,
+    uint64_t expected,
+    bytes previous_hash not None,
+    uint64_t wanted_from,
+    uint64_t wanted_to,
+    bint stop_at_wanted_to,
+    Py_ssize_t max_length,
+    object decode,
+):
+    """`_parse_decoded`: check as `parse_records` does, then decode the payload of each wanted
+    record that passed, in order, with `decode`, until it raises (an `Exception`).
+
+    Returns `parse_records`' four answers and `(first_offset, times, entries, error)`: where
+    the first wanted record starts (the good prefix's end if there is none), the `time_ns` and
+    decoded payload of each record decoded, and what `decode` raised, if it did, at the record
+    after the last one decoded. No record object and no hash object is built: replay's way."""
+    cdef _Scan scan
+    cdef const uint8_t *data = _check_buffer(
+        buf, expected, previous_hash, wanted_to, stop_at_wanted_to, max_length, &scan
+    )
+    cdef Py_ssize_t offset = 0
+    cdef Py_ssize_t first_offset = -1
+    cdef Py_ssize_t record_end
+    cdef list times = []
+    cdef list entries = []
+    error = None
+    while offset < scan.offset:  # every record here passed the scan
+        record_end = offset + FRAME_BYTES + _get_u32(data + offset)
+        if first_offset < 0:
+            if _get_u64(data + offset + 8) < wanted_from:
+                offset = record_end
+                continue
+            first_offset = offset
+        payload = PyBytes_FromStringAndSize(
+            <char *>data + offset + HEADER_BYTES, record_end - HASH_BYTES - offset - HEADER_BYTES
+        )
+        try:
+            entry = decode(payload)
+        except Exception as raised:
+            error = raised
+            break
+        times.append(_get_u64(data + offset + 16))
+        entries.append(entry)
+        offset = record_end
+    if first_offset < 0:
+        first_offset = scan.offset
+    return _scan_answer(&scan, expected) + (first_offset, times, entries, error)

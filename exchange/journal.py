@@ -54,6 +54,12 @@ is at most ``MAX_BATCH_RECORDS`` records and ``MAX_BATCH_BYTES`` encoded bytes. 
 decoded and checked again right before it is written, and every record is checked (CRC,
 sequence, hash chain) each time it is read back.
 
+Reading: ``Journal.read`` and ``read_committed`` return a ``JournalReader``. Iterated, it gives
+one ``JournalRecord`` (with its hash) per record. A replay reads it instead with
+``decoded_batches(decode)``: per chunk read, the records' times and payloads decoded straight
+from the chunk by ``decode`` (no record or hash object per record), with the chain hashes
+before the first and after the last; checked exactly as any read is.
+
 A ``Journal`` is the single writer of its directory (it holds an exclusive ``flock`` on the
 directory) and is not thread-safe. It reads no clock, no randomness and no global state.
 """
@@ -68,10 +74,10 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
 
@@ -81,9 +87,11 @@ __all__ = [
     "MAX_BATCH_BYTES",
     "MAX_BATCH_RECORDS",
     "MAX_PAYLOAD_BYTES",
+    "DecodedBatch",
     "Journal",
     "JournalCorruptError",
     "JournalLockedError",
+    "JournalReader",
     "JournalRecord",
     "VerifyReport",
     "read_committed",
@@ -102,6 +110,7 @@ _U64_LIMIT: Final = 1 << 64
 _HEADER: Final = struct.Struct("<IIQQ")  # length, crc32, sequence, time_ns
 _FRAME: Final = struct.Struct("<II")  # length, crc32
 _SEQUENCE_TIME: Final = struct.Struct("<QQ")  # sequence, time_ns
+_U64: Final = struct.Struct("<Q")
 _HEADER_BYTES: Final = _HEADER.size  # 24
 _FRAME_BYTES: Final = _FRAME.size  # 8
 _HASH_BYTES: Final = 32
@@ -140,6 +149,12 @@ if os.environ.get(PURE_PYTHON_ENV) == "1":
 CODEC_IMPLEMENTATION: Final = "python" if _compiled is None else "compiled"
 # The compiled codec's problem codes, as this module's messages (identity matters: `is _SHORT`).
 _PROBLEMS: Final = (None, _SHORT, _LENGTH, _CRC, _SEQUENCE, _CHAIN)
+
+# What a scan makes of each chunk it reads: records, a decoded batch, or nothing (a check).
+_Made = TypeVar("_Made")
+# (offset after the good prefix, next expected sequence, head hash, problem, what it made)
+_Parsed = tuple[int, int, bytes, "str | None", _Made]
+_ChunkParse = Callable[[bytes, int, bytes], _Parsed[_Made]]
 
 
 class JournalRecord(msgspec.Struct, frozen=True, gc=False):
@@ -193,6 +208,22 @@ def segment_name(first_sequence: int) -> str:
 # Decoding: the hot loop and the scans built on it.
 
 
+def _compiled_fits(
+    buf: bytes, expected: int, previous_hash: bytes, wanted_from: int, wanted_to: int
+) -> bool:
+    """Can the compiled codec parse with these arguments (is it built, do they fit its u64
+    fields)? Else the Python codec does, and gives the same answers."""
+    return (
+        _compiled is not None
+        and type(buf) is bytes
+        and type(previous_hash) is bytes
+        and len(previous_hash) == _HASH_BYTES  # else no record can chain: Python says so
+        and 0 <= expected < _U64_LIMIT
+        and 0 <= wanted_from < _U64_LIMIT
+        and wanted_to >= 0
+    )
+
+
 def _parse_records(
     buf: bytes,
     expected: int,
@@ -206,15 +237,8 @@ def _parse_records(
 
     Returns ``(offset, expected, previous_hash, problem)``, as `_parse_records_python`.
     """
-    if (
-        _compiled is not None
-        and type(buf) is bytes
-        and type(previous_hash) is bytes
-        and len(previous_hash) == _HASH_BYTES  # else no record can chain: Python says so
-        and 0 <= expected < _U64_LIMIT
-        and 0 <= wanted_from < _U64_LIMIT
-        and wanted_to >= 0
-    ):
+    if _compiled_fits(buf, expected, previous_hash, wanted_from, wanted_to):
+        assert _compiled is not None
         stops = wanted_to < _U64_LIMIT
         used, expected, previous_hash, code = _compiled.parse_records(
             buf,
@@ -284,6 +308,124 @@ def _parse_records_python(
     return offset, expected, previous_hash, None
 
 
+class DecodedBatch(msgspec.Struct, frozen=True):
+    """Consecutive checked records of one read chunk, their payloads decoded: what a replay
+    applies (`JournalReader.decoded_batches`). Record ``first_sequence + i`` has time
+    ``times[i]`` and payload ``decode(payload)`` = ``entries[i]``; no record or hash object is
+    built per record, only the chain hashes a replay keeps: before the first and after the last.
+    """
+
+    first_sequence: int  # of entries[0]; without entries, of the next record (read or not)
+    times: list[int]
+    entries: list[Any]
+    previous_hash: bytes  # the chain hash of record first_sequence - 1
+    last_hash: bytes  # the chain hash of the last record in entries; previous_hash if none
+    # What decoding the record after the last entry raised: that record and the rest of the
+    # chunk are not in the batch, and a reader that hands this batch out reads no further.
+    error: Exception | None
+    data: bytes  # the chunk read, for `hash_at`
+    first_offset: int  # where record first_sequence starts in data
+
+    def hash_at(self, index: int) -> bytes:
+        """The chain hash of record ``first_sequence + index`` (walking the chunk: not for
+        every record)."""
+        if not 0 <= index < len(self.entries):
+            raise IndexError(f"no entry {index} in a batch of {len(self.entries)}")
+        return _hash_of_record(self.data, self.first_offset, index)
+
+
+def _hash_of_record(data: bytes, offset: int, index: int) -> bytes:
+    """The stored hash of the ``index``-th record from ``offset`` in checked ``data``."""
+    for _ in range(index):
+        offset += _FRAME_BYTES + _FRAME.unpack_from(data, offset)[0]
+    end = offset + _FRAME_BYTES + _FRAME.unpack_from(data, offset)[0]
+    return data[end - _HASH_BYTES : end]
+
+
+def _parse_decoded(
+    buf: bytes,
+    expected: int,
+    previous_hash: bytes,
+    wanted_from: int,
+    wanted_to: int,
+    decode: Callable[[bytes], Any],
+) -> tuple[int, int, bytes, str | None, DecodedBatch]:
+    """`_parse_records`' check, and the wanted records as a `DecodedBatch`; with the compiled
+    codec when it is built (and the arguments fit it), else in Python.
+
+    Returns ``(offset, expected, previous_hash, problem, batch)``.
+    """
+    if _compiled_fits(buf, expected, previous_hash, wanted_from, wanted_to):
+        assert _compiled is not None
+        stops = wanted_to < _U64_LIMIT
+        parsed = _compiled.parse_decoded(
+            buf,
+            expected,
+            previous_hash,
+            wanted_from,
+            wanted_to if stops else 0,
+            stops,
+            _MAX_LENGTH,
+            decode,
+        )
+        used, next_expected, head_hash, code, first_offset, times, entries, error = parsed
+        problem = _PROBLEMS[code]
+    else:
+        parsed_python = _parse_decoded_python(
+            buf, expected, previous_hash, wanted_from, wanted_to, decode
+        )
+        used, next_expected, head_hash, problem, first_offset, times, entries, error = parsed_python
+    if first_offset < used:
+        (first_sequence,) = _U64.unpack_from(buf, first_offset + _FRAME_BYTES)
+    else:
+        first_sequence = next_expected
+    before = buf[first_offset - _HASH_BYTES : first_offset] if first_offset else previous_hash
+    if not entries:
+        last_hash = before
+    elif error is None:  # every record from the first wanted one to the good prefix's end
+        last_hash = head_hash
+    else:
+        last_hash = _hash_of_record(buf, first_offset, len(entries) - 1)
+    batch = DecodedBatch(
+        first_sequence, times, entries, before, last_hash, error, buf, first_offset
+    )
+    return used, next_expected, head_hash, problem, batch
+
+
+def _parse_decoded_python(
+    buf: bytes,
+    expected: int,
+    previous_hash: bytes,
+    wanted_from: int,
+    wanted_to: int,
+    decode: Callable[[bytes], Any],
+) -> tuple[int, int, bytes, str | None, int, list[int], list[Any], Exception | None]:
+    """Check records as `_parse_records_python` does, then decode the payload of each wanted
+    one, in order, until ``decode`` raises (an ``Exception``).
+
+    Returns its four answers, then ``(first_offset, times, entries, error)``: where the first
+    wanted record starts (the end of the good prefix if there is none), the time and decoded
+    payload of each record decoded, and what ``decode`` raised at the record after them.
+    """
+    records: list[JournalRecord] = []
+    used, expected, previous_hash, problem = _parse_records_python(
+        buf, expected, previous_hash, wanted_from, wanted_to, records
+    )
+    first_offset = used - sum(_HEADER_BYTES + len(r.payload) + _HASH_BYTES for r in records)
+    times: list[int] = []
+    entries: list[Any] = []
+    error: Exception | None = None
+    for record in records:
+        try:
+            entry = decode(record.payload)
+        except Exception as raised:
+            error = raised
+            break
+        times.append(record.time_ns)
+        entries.append(entry)
+    return used, expected, previous_hash, problem, first_offset, times, entries, error
+
+
 class _Cursor:
     """Where a scan stands: the next expected record, and where and why it stopped early."""
 
@@ -308,47 +450,44 @@ def _scan_segment(
     path: Path,
     cursor: _Cursor,
     start_offset: int,
-    wanted_from: int,
     wanted_to: int,
-    build: bool,
+    parse: _ChunkParse[_Made],
     checkpoints: list[_Checkpoint] | None = None,
-) -> Iterator[list[JournalRecord]]:
-    """Check one segment chunk by chunk, yielding wanted records (if ``build``) per chunk.
+) -> Iterator[_Made]:
+    """Check one segment chunk by chunk, yielding what ``parse`` makes of each chunk read.
 
     Starts at ``start_offset``, a record boundary where ``cursor`` describes the next record.
     Stops at the end of the file, after ``wanted_to``, or at the first problem, which it leaves
     in ``cursor.problem`` with ``cursor.offset`` pointing at the bad record. Appends a checkpoint
-    to ``checkpoints``, if given, every ``_CHECKPOINT_BYTES`` or so.
+    to ``checkpoints``, if given, every ``_CHECKPOINT_BYTES`` or so. Every chunk is read from a
+    record boundary (a record cut by the chunk's end is read again with the next chunk), so no
+    chunk is ever copied to join it with the one before.
     """
     cursor.offset = start_offset
     cursor.problem = None
-    carry = b""
-    with path.open("rb", buffering=0) as file:
-        file.seek(start_offset)
+    size = _READ_CHUNK_BYTES
+    fd = os.open(path, os.O_RDONLY)
+    try:
         while cursor.expected <= wanted_to:
             if checkpoints is not None:
                 _maybe_checkpoint(checkpoints, cursor.expected, cursor.offset, cursor.previous_hash)
-            data = file.read(_READ_CHUNK_BYTES)
+            data = os.pread(fd, size, cursor.offset)
             if not data:
-                if carry:
-                    cursor.problem = _SHORT
                 return
-            buf = carry + data if carry else data
-            out: list[JournalRecord] | None = [] if build else None
-            used, cursor.expected, cursor.previous_hash, problem = _parse_records(
-                buf, cursor.expected, cursor.previous_hash, wanted_from, wanted_to, out
+            used, cursor.expected, cursor.previous_hash, problem, made = parse(
+                data, cursor.expected, cursor.previous_hash
             )
-            base = cursor.offset
-            cursor.offset = base + used
-            if out:
-                yield out
-            if problem is _SHORT:
-                carry = buf[used:]
-            elif problem is not None:
+            cursor.offset += used
+            yield made
+            if problem is _SHORT and used > 0:
+                size = _READ_CHUNK_BYTES  # the chunk ended inside a record: read on from it
+            elif problem is _SHORT and len(data) == size:
+                size *= 2  # a record longer than a chunk (only if chunks are made small)
+            elif problem is not None:  # _SHORT with nothing used: the file ends in a record
                 cursor.problem = problem
                 return
-            else:
-                carry = b""
+    finally:
+        os.close(fd)
 
 
 def _maybe_checkpoint(
@@ -358,9 +497,17 @@ def _maybe_checkpoint(
         checkpoints.append(_Checkpoint(sequence, offset, previous_hash))
 
 
-def _drain(batches: Iterator[list[JournalRecord]]) -> None:
-    for _ in batches:
+def _drain(made: Iterator[object]) -> None:
+    for _ in made:
         pass
+
+
+def _check_chunk(buf: bytes, expected: int, previous_hash: bytes) -> _Parsed[None]:
+    """Check every record of a chunk, building nothing."""
+    used, expected, previous_hash, problem = _parse_records(
+        buf, expected, previous_hash, 1, _U64_LIMIT, None
+    )
+    return used, expected, previous_hash, problem, None
 
 
 class _Segment(msgspec.Struct, frozen=True):
@@ -412,7 +559,7 @@ def _scan_journal(directory: Path) -> _JournalScan:
         start = _Checkpoint(first_sequence, 0, cursor.previous_hash)
         segment = _Segment(first_sequence, path, [start])
         segments.append(segment)
-        _drain(_scan_segment(path, cursor, 0, 1, _U64_LIMIT, False, segment.checkpoints))
+        _drain(_scan_segment(path, cursor, 0, _U64_LIMIT, _check_chunk, segment.checkpoints))
         if cursor.problem is None:
             continue
         is_last = index == len(listed) - 1
@@ -680,9 +827,7 @@ class Journal:
         self._last_sequence = records[-1][0]
         self._head_hash = head_hash
 
-    def read(
-        self, from_sequence: int = 1, to_sequence: int | None = None
-    ) -> Iterator[JournalRecord]:
+    def read(self, from_sequence: int = 1, to_sequence: int | None = None) -> JournalReader:
         """Iterate records from ``from_sequence`` to ``to_sequence`` (at most the
         ``last_sequence`` of this moment, which is also the default).
 
@@ -696,7 +841,7 @@ class Journal:
         if from_sequence < 1:
             raise ValueError(f"from_sequence must be >= 1, got {from_sequence}")
         last = self._last_sequence if to_sequence is None else min(to_sequence, self._last_sequence)
-        return _read_records(tuple(self._segments), from_sequence, last)
+        return JournalReader(tuple(self._segments), from_sequence, last)
 
     def close(self) -> None:
         if self._active_fd is not None:
@@ -764,9 +909,64 @@ class Journal:
         self._active_bytes = size_before + len(data)
 
 
-def _read_records(
-    segments: tuple[_Segment, ...], from_sequence: int, last_sequence: int
-) -> Generator[JournalRecord, None, None]:
+class JournalReader(Iterator[JournalRecord]):
+    """Checked records ``from_sequence..to_sequence`` of a journal, read once, lazily: what
+    ``Journal.read`` and ``read_committed`` return.
+
+    Iterated, it gives each ``JournalRecord``. A replay reads it instead with
+    ``decoded_batches``, a chunk's records at a time with their payloads decoded, without a
+    record or hash object per record. Either way every record is checked (CRC, sequence, hash
+    chain) on the way out, and damage raises ``JournalCorruptError`` naming its sequence.
+    """
+
+    __slots__ = ("_records", "_segments", "from_sequence", "to_sequence")
+
+    def __init__(
+        self, segments: tuple[_Segment, ...], from_sequence: int, to_sequence: int
+    ) -> None:
+        self._segments = segments
+        self.from_sequence = from_sequence
+        self.to_sequence = to_sequence
+        self._records: Iterator[JournalRecord] | None = None
+
+    @property
+    def started(self) -> bool:
+        """Has reading begun (one way or the other)? Then ``decoded_batches`` is refused."""
+        return self._records is not None
+
+    def __iter__(self) -> Iterator[JournalRecord]:
+        if self._records is None:
+            self._records = _read_records(self._segments, self.from_sequence, self.to_sequence)
+        return self._records
+
+    def __next__(self) -> JournalRecord:
+        return next(iter(self))
+
+    def decoded_batches(
+        self, decode: Callable[[bytes], Any], after: int = 0
+    ) -> Iterator[DecodedBatch]:
+        """The records, one `DecodedBatch` per chunk read, payloads decoded with ``decode``.
+
+        Records up to ``after`` are checked but not decoded (a replay from a snapshot at
+        ``after`` needs only their hashes: a batch's ``previous_hash``). Every chunk gives a
+        batch, even one without entries. After a batch with an ``error`` the reader stops.
+        """
+        if self._records is not None:
+            raise ValueError("this reader has already started reading")
+        self._records = iter(())
+        return _read_decoded(
+            self._segments, self.from_sequence, self.to_sequence, decode, max(after + 1, 1)
+        )
+
+
+def _read_segments(
+    segments: tuple[_Segment, ...],
+    from_sequence: int,
+    last_sequence: int,
+    parse: _ChunkParse[_Made],
+) -> Generator[_Made, None, None]:
+    """Scan ``from_sequence..last_sequence``, yielding what ``parse`` makes of each chunk;
+    raises ``JournalCorruptError`` at the first problem, after yielding its chunk's prefix."""
     if from_sequence > last_sequence:
         return
     firsts = [segment.first_sequence for segment in segments]
@@ -784,11 +984,7 @@ def _read_records(
                 offset=0,
             )
         start_offset = start.offset if segment is segments[first_index] else 0
-        batches = _scan_segment(
-            segment.path, cursor, start_offset, from_sequence, last_sequence, True
-        )
-        for batch in batches:
-            yield from batch
+        yield from _scan_segment(segment.path, cursor, start_offset, last_sequence, parse)
         if cursor.problem is not None:
             raise JournalCorruptError(
                 cursor.problem, sequence=cursor.expected, path=segment.path, offset=cursor.offset
@@ -798,6 +994,38 @@ def _read_records(
     raise JournalCorruptError(
         "the journal ends early", sequence=cursor.expected, path=segments[-1].path, offset=0
     )
+
+
+def _read_records(
+    segments: tuple[_Segment, ...], from_sequence: int, last_sequence: int
+) -> Generator[JournalRecord, None, None]:
+    def parse(buf: bytes, expected: int, previous_hash: bytes) -> _Parsed[list[JournalRecord]]:
+        out: list[JournalRecord] = []
+        used, expected, previous_hash, problem = _parse_records(
+            buf, expected, previous_hash, from_sequence, last_sequence, out
+        )
+        return used, expected, previous_hash, problem, out
+
+    for records in _read_segments(segments, from_sequence, last_sequence, parse):
+        yield from records
+
+
+def _read_decoded(
+    segments: tuple[_Segment, ...],
+    from_sequence: int,
+    last_sequence: int,
+    decode: Callable[[bytes], Any],
+    decode_from: int,
+) -> Generator[DecodedBatch, None, None]:
+    wanted_from = max(from_sequence, decode_from)
+
+    def parse(buf: bytes, expected: int, previous_hash: bytes) -> _Parsed[DecodedBatch]:
+        return _parse_decoded(buf, expected, previous_hash, wanted_from, last_sequence, decode)
+
+    for batch in _read_segments(segments, from_sequence, last_sequence, parse):
+        yield batch
+        if batch.error is not None:
+            return
 
 
 def _make_directory(directory: Path, *, fsync: bool) -> None:
@@ -928,7 +1156,7 @@ def _anchor_problem(scan: _JournalScan, sequence: int, expected_hash: bytes) -> 
     return None
 
 
-def read_committed(directory: Path, from_sequence: int, up_to: int) -> Iterator[JournalRecord]:
+def read_committed(directory: Path, from_sequence: int, up_to: int) -> JournalReader:
     """Read records ``from_sequence..up_to`` of a journal that a writer may still be appending to.
 
     Takes no lock and never truncates: for background readers (the snapshot writer, followers)
@@ -947,4 +1175,4 @@ def read_committed(directory: Path, from_sequence: int, up_to: int) -> Iterator[
             path=Path(directory),
             offset=0,
         )
-    return _read_records(tuple(scan.segments), from_sequence, up_to)
+    return JournalReader(tuple(scan.segments), from_sequence, up_to)

@@ -22,10 +22,13 @@ from exchange.journal import (
     GENESIS_HASH,
     MAX_BATCH_RECORDS,
     MAX_PAYLOAD_BYTES,
+    DecodedBatch,
     Journal,
     JournalCorruptError,
     JournalLockedError,
+    JournalReader,
     JournalRecord,
+    read_committed,
     record_hash,
     segment_name,
     verify,
@@ -719,3 +722,159 @@ def test_a_bounded_read_checks_and_builds_only_what_it_asks_for(tmp_path: Path) 
         assert [r.sequence for r in journal.read(2, 6)] == [2, 3, 4, 5, 6]
         with pytest.raises(JournalCorruptError):
             list(journal.read(2, 8))
+
+
+# -- the replay read: a chunk of checked records at a time, payloads decoded -------------------
+
+
+def reversed_payload(payload: bytes) -> bytes:
+    """A stand-in for a payload decoder: anything computed from the payload alone."""
+    return payload[::-1]
+
+
+def flatten(batches: list[DecodedBatch]) -> list[tuple[int, int, object]]:
+    """(sequence, time_ns, entry) of every record in ``batches``."""
+    return [
+        (batch.first_sequence + index, time_ns, entry)
+        for batch in batches
+        for index, (time_ns, entry) in enumerate(zip(batch.times, batch.entries, strict=True))
+    ]
+
+
+def hashes_of(directory: Path) -> list[bytes]:
+    """The chain hash before each sequence: [GENESIS_HASH, hash of 1, hash of 2, ...]."""
+    with Journal.open(directory, fsync=False) as journal:
+        return [GENESIS_HASH] + [record.hash for record in journal.read()]
+
+
+def check_batch_hashes(batches: list[DecodedBatch], hashes: list[bytes]) -> None:
+    for batch in batches:
+        first = batch.first_sequence
+        assert batch.previous_hash == hashes[first - 1]
+        assert batch.last_hash == hashes[first - 1 + len(batch.entries)]
+        for index in range(len(batch.entries)):
+            assert batch.hash_at(index) == hashes[first + index]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batches=batches_strategy,
+    segment_bytes=st.sampled_from([1, 300, 2_000, 1 << 20]),
+    chunk_bytes=st.sampled_from([40, 150, 1_000, journal._READ_CHUNK_BYTES]),
+    from_sequence=st.integers(1, 80),
+    span=st.integers(-2, 80),
+    after=st.integers(0, 80),
+)
+def test_a_replay_read_gives_exactly_the_records_of_a_plain_read_decoded(
+    batches: list[list[tuple[int, bytes]]],
+    segment_bytes: int,
+    chunk_bytes: int,
+    from_sequence: int,
+    span: int,
+    after: int,
+) -> None:
+    """Whatever was appended, wherever the segments and the read chunks end: the same records,
+    each decoded from its own payload, with the chain hashes of the plain read."""
+    with tempfile.TemporaryDirectory() as name, pytest.MonkeyPatch.context() as patch:
+        directory = Path(name)
+        patch.setattr(journal, "_READ_CHUNK_BYTES", chunk_bytes)
+        with Journal.open(directory, segment_bytes=segment_bytes, fsync=False) as opened:
+            for batch in batches:
+                first = opened.last_sequence + 1
+                opened.append_batch([(first + i, t, p) for i, (t, p) in enumerate(batch)])
+        hashes = hashes_of(directory)
+        to_sequence = from_sequence + span
+        with Journal.open(directory, fsync=False) as opened:
+            plain = [
+                (r.sequence, r.time_ns, reversed_payload(r.payload))
+                for r in opened.read(from_sequence, to_sequence)
+                if r.sequence > after
+            ]
+            read = opened.read(from_sequence, to_sequence)
+            decoded = list(read.decoded_batches(reversed_payload, after))
+        assert flatten(decoded) == plain
+        check_batch_hashes(decoded, hashes)
+        assert all(batch.error is None for batch in decoded)
+        if from_sequence <= after <= min(to_sequence, len(hashes) - 1):
+            # The record at `after` is in the read: its hash is a batch's previous hash.
+            assert any(batch.first_sequence == after + 1 for batch in decoded)
+
+
+def test_a_replay_read_stops_at_the_first_payload_its_decoder_refuses(tmp_path: Path) -> None:
+    write(tmp_path, [3, 4, 5])
+
+    def decode(payload: bytes) -> bytes:
+        if payload == b"command 6":
+            raise ValueError("not a command")
+        return payload
+
+    with Journal.open(tmp_path) as opened:
+        decoded = list(opened.read().decoded_batches(decode))
+    assert flatten(decoded) == entries(1, 5)
+    assert isinstance(decoded[-1].error, ValueError)
+    assert str(decoded[-1].error) == "not a command"
+    assert decoded[-1].last_hash == hashes_of(tmp_path)[5]
+    assert all(batch.error is None for batch in decoded[:-1])
+
+
+@pytest.mark.parametrize("chunk_bytes", [60, 500, journal._READ_CHUNK_BYTES])
+def test_damage_anywhere_stops_a_replay_read_where_it_stops_a_plain_read(
+    tmp_path: Path, chunk_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every byte of every record, flipped after the journal was opened (and checked): the
+    replay read gives the same records before it and raises the same error, naming the same
+    sequence, segment and offset."""
+    monkeypatch.setattr(journal, "_READ_CHUNK_BYTES", chunk_bytes)
+    write(tmp_path, [4, 3, 5], segment_bytes=250)
+    paths = segments(tmp_path)
+    with Journal.open(tmp_path, fsync=False) as opened:
+        for path in paths:
+            for offset in range(path.stat().st_size):
+                flip_byte(path, offset)
+                plain: list[tuple[int, int, object]] = []
+                with pytest.raises(JournalCorruptError) as plain_error:
+                    for r in opened.read():
+                        plain.append((r.sequence, r.time_ns, r.payload))
+                replayed: list[DecodedBatch] = []
+                with pytest.raises(JournalCorruptError) as replay_error:
+                    for batch in opened.read().decoded_batches(bytes):
+                        replayed.append(batch)
+                flip_byte(path, offset)
+                assert flatten(replayed) == plain
+                assert str(replay_error.value) == str(plain_error.value)
+                seen = (replay_error.value.sequence, replay_error.value.offset)
+                assert seen == (plain_error.value.sequence, plain_error.value.offset)
+
+
+def test_a_replay_read_of_a_journal_whose_torn_tail_was_cut_reads_the_rest(
+    tmp_path: Path,
+) -> None:
+    written = write(tmp_path, [4, 6])
+    tear_mid_record(segments(tmp_path)[-1])
+    with Journal.open(tmp_path) as opened:
+        decoded = list(opened.read().decoded_batches(bytes))
+    assert flatten(decoded) == written[:9]
+
+
+def test_a_committed_replay_read_of_a_live_journal_ignores_a_half_written_batch(
+    tmp_path: Path,
+) -> None:
+    written = write(tmp_path, [4, 6])
+    tear_mid_record(segments(tmp_path)[-1])  # a batch being written: not yet durable
+    assert flatten(list(read_committed(tmp_path, 2, 9).decoded_batches(bytes))) == written[1:9]
+    with pytest.raises(JournalCorruptError, match="sequence 10"):
+        list(read_committed(tmp_path, 2, 10).decoded_batches(bytes))
+
+
+def test_a_reader_is_read_once_either_way(tmp_path: Path) -> None:
+    written = write(tmp_path, [5])
+    with Journal.open(tmp_path) as opened:
+        reader = opened.read(2)
+        assert isinstance(reader, JournalReader) and not reader.started
+        assert next(reader).sequence == 2
+        assert [r.sequence for r in reader] == [3, 4, 5]
+        with pytest.raises(ValueError, match="already started"):
+            reader.decoded_batches(bytes)
+        reader = opened.read(2)
+        assert flatten(list(reader.decoded_batches(bytes))) == written[1:]
+        assert reader.started and list(reader) == []

@@ -8,8 +8,9 @@ not: the same good prefix, the same next sequence and hash, the same problem, th
 from __future__ import annotations
 
 import os
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,8 @@ from exchange.journal import (
     JournalRecord,
     _encode_batch,
     _encode_batch_python,
+    _parse_decoded,
+    _parse_decoded_python,
     _parse_records,
     _parse_records_python,
 )
@@ -60,30 +63,30 @@ def test_both_codecs_write_the_same_bytes_and_head_hash(
     assert _encode_batch(records, previous_hash) == _encode_batch_python(records, previous_hash)
 
 
-@settings(max_examples=500, deadline=None)
-@given(
-    batch=batches(),
-    damage=st.one_of(
-        st.none(),
-        st.tuples(st.just("flip"), st.integers(0, 10_000), st.integers(1, 255)),
-        st.tuples(st.just("cut"), st.integers(0, 10_000), st.just(0)),
-        st.tuples(st.just("zeros"), st.integers(1, 100), st.just(0)),
-    ),
-    start_shift=st.sampled_from([0, 0, 0, 1, -1]),
-    wanted=st.tuples(st.integers(0, 20), st.one_of(st.integers(0, 20), st.just(None))),
-    build=st.booleans(),
-    hash_is_wrong=st.booleans(),
-)
-def test_both_codecs_read_any_bytes_alike(
-    batch: tuple[list[tuple[int, int, bytes]], bytes],
-    damage: tuple[str, int, int] | None,
-    start_shift: int,
-    wanted: tuple[int, int | None],
-    build: bool,
-    hash_is_wrong: bool,
-) -> None:
-    records, previous_hash = batch
+class Read(NamedTuple):
+    """The arguments of a parse: bytes, maybe damaged, and where they are read from."""
+
+    data: bytes
+    expected: int
+    previous_hash: bytes
+    wanted_from: int
+    wanted_to: int
+
+
+@st.composite
+def reads(draw: st.DrawFn) -> Read:
+    """Any batch's bytes, damaged or not, read from its start or not, for all or some of it,
+    chained from its own previous hash or not."""
+    records, previous_hash = draw(batches())
     data, _ = _encode_batch_python(records, previous_hash)
+    damage = draw(
+        st.one_of(
+            st.none(),
+            st.tuples(st.just("flip"), st.integers(0, 10_000), st.integers(1, 255)),
+            st.tuples(st.just("cut"), st.integers(0, 10_000), st.just(0)),
+            st.tuples(st.just("zeros"), st.integers(1, 100), st.just(0)),
+        )
+    )
     if damage is not None:
         how, where, value = damage
         where %= len(data)
@@ -94,10 +97,18 @@ def test_both_codecs_read_any_bytes_alike(
         else:
             data = data + bytes(where)
     first = records[0][0]
-    expected = first + start_shift
+    expected = first + draw(st.sampled_from([0, 0, 0, 1, -1]))
+    hash_is_wrong = draw(st.booleans())
     chain_from = bytes(32) if hash_is_wrong and previous_hash != bytes(32) else previous_hash
-    wanted_from = first + wanted[0]
+    wanted = draw(st.tuples(st.integers(0, 20), st.one_of(st.integers(0, 20), st.just(None))))
     wanted_to = _U64_LIMIT if wanted[1] is None else first + wanted[1]
+    return Read(data, expected, chain_from, first + wanted[0], wanted_to)
+
+
+@settings(max_examples=500, deadline=None)
+@given(read=reads(), build=st.booleans())
+def test_both_codecs_read_any_bytes_alike(read: Read, build: bool) -> None:
+    data, expected, chain_from, wanted_from, wanted_to = read
     answers = []
     for parse in (_parse_records, _parse_records_python):
         out: list[JournalRecord] | None = [] if build else None
@@ -108,6 +119,60 @@ def test_both_codecs_read_any_bytes_alike(
     compiled_answer, python_answer = answers
     assert compiled_answer == python_answer
     assert compiled_answer[3] is python_answer[3]  # the very message: callers compare with `is`
+
+
+def picky_decoder(payload: bytes) -> tuple[int, bytes]:
+    """Decodes most payloads, refuses some: a decoder as replay hands the reader."""
+    if payload[:1] == b"\x00":
+        raise ValueError(f"refused {payload.hex()}")
+    return len(payload), payload
+
+
+def comparable(answer: tuple[object, ...]) -> tuple[object, ...]:
+    """An answer with its last item, an exception or None, as (type, args): exceptions
+    compare by identity."""
+    *rest, error = answer
+    return (*rest, None if not isinstance(error, Exception) else (type(error), error.args))
+
+
+@settings(max_examples=500, deadline=None)
+@given(read=reads())
+def test_both_codecs_read_and_decode_any_bytes_alike(read: Read) -> None:
+    """The replay read (`parse_decoded`): the same good prefix, problem, first wanted record,
+    times and decoded payloads, and the same refusal by the decoder at the same record."""
+    assert compiled is not None
+    data, expected, chain_from, wanted_from, wanted_to = read
+    if journal._compiled_fits(data, expected, chain_from, wanted_from, wanted_to):
+        stops = wanted_to < _U64_LIMIT
+        used, next_expected, head, code, *decoded = compiled.parse_decoded(
+            data,
+            expected,
+            chain_from,
+            wanted_from,
+            wanted_to if stops else 0,
+            stops,
+            journal._MAX_LENGTH,
+            picky_decoder,
+        )
+        compiled_answer = (used, next_expected, head, journal._PROBLEMS[code], *decoded)
+        python_answer = _parse_decoded_python(
+            data, expected, chain_from, wanted_from, wanted_to, picky_decoder
+        )
+        assert comparable(compiled_answer) == comparable(python_answer)
+        assert compiled_answer[3] is python_answer[3]
+    # And the batch each codec's reader makes of it: the same records, hashes and refusal.
+    made = []
+    for codec in (compiled, None):
+        journal._compiled = codec
+        try:
+            *answers, batch_made = _parse_decoded(
+                data, expected, chain_from, wanted_from, wanted_to, picky_decoder
+            )
+        finally:
+            journal._compiled = compiled
+        error = batch_made.error
+        made.append((*answers, msgspec.structs.replace(batch_made, error=None), error))
+    assert comparable(tuple(made[0])) == comparable(tuple(made[1]))
 
 
 def test_no_record_follows_sequence_2_64_minus_1_in_either_codec() -> None:
