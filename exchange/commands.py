@@ -8,6 +8,8 @@ every record; a reader refuses versions it does not know instead of guessing.
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
 from exchange.instruments import Instrument
@@ -216,13 +218,21 @@ class UnknownSchemaVersion(Exception):
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(JournalEntry)
 
+# A payload's `JournalEntry`, its version not yet checked (`command_of` checks it): replay
+# hands this to the journal reader, which decodes each payload straight from the chunk read.
+decode_entry: Final = _decoder.decode
+
 
 def encode_command(command: Command) -> bytes:
     return _encoder.encode(JournalEntry(SCHEMA_VERSION, command))
 
 
 def decode_command(payload: bytes) -> Command:
-    entry = _decoder.decode(payload)
+    return command_of(_decoder.decode(payload))
+
+
+def command_of(entry: JournalEntry) -> Command:
+    """The command of a decoded payload, once its schema version is one this hogx reads."""
     if entry.version != SCHEMA_VERSION:
         raise UnknownSchemaVersion(
             f"journal record has schema version {entry.version}; this hogx reads {SCHEMA_VERSION}"

@@ -37,9 +37,15 @@ import msgspec
 
 from exchange.audit import AuditState, AuditTrail
 from exchange.collector import collecting_seldom, paused
-from exchange.commands import decode_command
+from exchange.commands import SCHEMA_VERSION, command_of, decode_command, decode_entry
 from exchange.core import CoreState, ExchangeCore
-from exchange.journal import GENESIS_HASH, JournalRecord, read_committed
+from exchange.journal import (
+    GENESIS_HASH,
+    DecodedBatch,
+    JournalReader,
+    JournalRecord,
+    read_committed,
+)
 from exchange.marketdata import MarketData, MarketDataState
 from exchange.surveillance import Surveillance, SurveillanceState, empty_state
 
@@ -242,8 +248,16 @@ class Recovered:
 
         When the state came from a snapshot, `records` starts at the snapshot's own sequence,
         whose hash must equal the snapshot's: proof that it belongs to this journal's history.
+        `progress` is called with the count every `PROGRESS_EVERY` records.
+
+        A `JournalReader` not yet started (what `Journal.read` and `read_committed` return)
+        is read a chunk at a time with the payloads decoded as they are read
+        (`JournalReader.decoded_batches`), which is the same records, checked the same way,
+        applied the same way, with the same `journal_hash` at the end (or at an error).
         """
         with paused():  # a replay leaves no cyclic garbage to collect (exchange/collector.py)
+            if isinstance(records, JournalReader) and not records.started:
+                return self._catch_up_decoded(records, progress)
             return self._catch_up(records, progress)
 
     def _catch_up(
@@ -254,9 +268,7 @@ class Recovered:
         for record in records:
             if record.sequence <= core.last_sequence:
                 if record.sequence == core.last_sequence and record.hash != self.journal_hash:
-                    raise ValueError(
-                        f"the snapshot at sequence {record.sequence} does not match the journal"
-                    )
+                    raise _snapshot_mismatch(record.sequence)
                 continue
             command = decode_command(record.payload)
             events = core.apply(command, record.sequence, record.time_ns)
@@ -268,6 +280,66 @@ class Recovered:
             if progress is not None and applied % PROGRESS_EVERY == 0:
                 progress(applied)
         return applied
+
+    def _catch_up_decoded(
+        self, reader: JournalReader, progress: Callable[[int], None] | None
+    ) -> int:
+        """`_catch_up`, a decoded chunk at a time. The snapshot's record is in the stream when
+        the reader starts at or before it: then its hash is the `previous_hash` of the batch
+        that starts right after it (every chunk read gives a batch, with entries or not)."""
+        after = self.core.last_sequence
+        boundary = after if reader.from_sequence <= after else None
+        applied = 0
+        for batch in reader.decoded_batches(decode_entry, after):
+            if boundary is not None and batch.first_sequence == boundary + 1:
+                if batch.previous_hash != self.journal_hash:
+                    raise _snapshot_mismatch(boundary)
+                boundary = None
+            count = len(batch.entries)
+            start = 0
+            while start < count:  # in runs that end where `progress` is due
+                stop = count
+                if progress is not None:
+                    stop = min(count, start + PROGRESS_EVERY - applied % PROGRESS_EVERY)
+                self._apply_run(batch, start, stop)
+                applied += stop - start
+                if progress is not None and applied % PROGRESS_EVERY == 0:
+                    progress(applied)
+                start = stop
+            if batch.error is not None:  # decoding the next record failed, as it would have
+                raise batch.error
+        return applied
+
+    def _apply_run(self, batch: DecodedBatch, start: int, stop: int) -> None:
+        """Apply entries `start:stop` of `batch`; `journal_hash` ends as the last applied
+        record's, also when one of them raises."""
+        core, market_data = self.core, self.market_data
+        audit, surveillance = self.audit, self.surveillance
+        sequence = batch.first_sequence + start - 1
+        try:
+            for time_ns, entry in zip(
+                batch.times[start:stop], batch.entries[start:stop], strict=True
+            ):
+                sequence += 1
+                # `command_of` checks the version too; inline, for the records where it holds.
+                command = entry.command if entry.version == SCHEMA_VERSION else command_of(entry)
+                events = core.apply(command, sequence, time_ns)
+                market_data.observe(sequence, time_ns, events)
+                audit.observe(sequence, time_ns, command, events)
+                surveillance.observe(sequence, time_ns, command, events)
+        except BaseException:
+            done = sequence - batch.first_sequence  # entries fully applied before this one
+            if done > 0:
+                self.journal_hash = batch.hash_at(done - 1)
+            raise
+        if stop == len(batch.entries):
+            self.journal_hash = batch.last_hash
+        elif stop > start:  # a run cut short for `progress`: walk the chunk to its hash
+            self.journal_hash = batch.hash_at(stop - 1)
+
+
+def _snapshot_mismatch(sequence: int) -> ValueError:
+    return ValueError(f"the snapshot at sequence {sequence} does not match the journal")
 
 
 def build_snapshot(data_dir: Path, up_to: int) -> Path | None:
