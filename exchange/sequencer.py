@@ -80,6 +80,7 @@ DEFAULT_SNAPSHOT_EVERY = 1_000_000
 FEED_TICK_S = 0.025  # the feed's window, as the embedded server's flush timer
 ELECTION_POLL_SECONDS = 0.1
 STOP_UPLOAD_SECONDS = 10.0  # a clean stop waits this long at most for its snapshot's upload
+CANCEL_RETRY_SECONDS = 0.05  # a task cancelled at a stop is cancelled again after this long
 
 
 class CommandResult(msgspec.Struct, frozen=True, gc=False):
@@ -127,6 +128,18 @@ class RecoveryReport(msgspec.Struct, frozen=True):
     last_sequence: int
     torn_tail_bytes: int
     seconds: float
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel `task` until it has ended. Once may not be enough: on Python 3.11 a cancellation
+    that arrives as the future an `asyncio.wait_for` awaits completes is swallowed (CPython
+    gh-86296), and the follower's `next_msg` awaits one, so a follower cancelled just as a
+    message arrived would take it and go on following, and `stop` would wait for ever."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_RETRY_SECONDS)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()  # its failure, if any, was reported when it happened
 
 
 def _hash_at(journal: Journal, sequence: int) -> bytes:
@@ -227,10 +240,8 @@ class Exchange:
         """Stop accepting, finish every command already accepted, snapshot and close."""
         self._accepting = False
         for task in (self._role_task, self._lease_task):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            if task is not None:
+                await _cancel_and_wait(task)
         if self._writer is not None:
             self._wakeup.set()
             await self._writer

@@ -440,3 +440,34 @@ def test_journal_reads_show_only_what_the_core_has_applied(
         await exchange.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_stop_ends_a_background_task_that_swallowed_its_first_cancellation(
+    tmp_path: Path,
+) -> None:
+    """As a follower does on Python 3.11 when its cancellation arrives just as the message
+    `asyncio.wait_for` awaited completes (CPython gh-86296): it goes on as if never cancelled."""
+    cancellations = 0
+
+    async def stubborn_follower() -> None:
+        nonlocal cancellations
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                cancellations += 1
+                if cancellations == 1:
+                    continue  # swallowed, as wait_for does
+                raise
+
+    async def scenario() -> None:
+        exchange = await started(tmp_path)
+        exchange._role_task = asyncio.create_task(stubborn_follower())
+        await asyncio.sleep(0)
+        stopping = asyncio.create_task(exchange.stop())
+        await asyncio.wait({stopping}, timeout=5)
+        assert stopping.done(), "the stop waits for ever on a task that goes on"
+        assert exchange._role_task.done()
+
+    asyncio.run(scenario())
+    assert cancellations == 2
