@@ -199,6 +199,16 @@ async def journal_hash_at(js: JetStreamContext, shard: str, sequence: int) -> by
     return records[sequence - first].hash
 
 
+def _raise_if_cancelling() -> None:
+    """Honour a cancellation that was swallowed on the way: on Python 3.11, `asyncio.wait_for`
+    (which nats-py's `next_msg` awaits) returns the message instead of raising when the
+    cancellation arrives as the message does (CPython gh-86296). The task still counts the
+    request (`Task.cancelling`), so a reader being cancelled stops here instead of reading on."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class StreamReader:
     """Reads a shard's journal from the stream after a given journal sequence, verified.
 
@@ -244,6 +254,7 @@ class StreamReader:
             message = await self._subscription.next_msg(timeout=timeout)
         except TimeoutError:
             return None
+        _raise_if_cancelling()
         headers = message.headers or {}
         self.flush = FLUSH_HEADER in headers
         if not message.data:  # a feed tick: no records

@@ -50,6 +50,7 @@ from exchange.jetstream import (
     FencedError,
     JetStreamWriter,
     StreamMismatchError,
+    StreamReader,
     ensure_stream,
     follow,
     read_to_end,
@@ -529,3 +530,32 @@ def test_a_quiet_leader_appends_a_feed_tick_after_its_last_batch(
         await fresh.stop(snapshot=False)
 
     asyncio.run(run())
+
+
+def test_a_stream_reader_cancelled_as_its_message_arrives_ends_cancelled() -> None:
+    """On Python 3.11, `asyncio.wait_for` inside nats-py's `next_msg` returns the message when
+    the cancellation arrives as it does (CPython gh-86296); the reader must not read on, or a
+    stopping follower would follow for ever."""
+
+    class Message:
+        headers: dict[str, str] | None = None
+        data = b""
+
+    class SwallowingSubscription:
+        async def next_msg(self, timeout: float) -> Message:
+            try:
+                await asyncio.sleep(timeout)
+            except asyncio.CancelledError:
+                return Message()  # what wait_for hands back when the message won the race
+            raise nats.errors.TimeoutError
+
+    async def scenario() -> None:
+        reader = StreamReader(None, "s", 0, None)  # type: ignore[arg-type]
+        reader._subscription = SwallowingSubscription()  # type: ignore[assignment]
+        reading = asyncio.create_task(reader.next_batch(5.0))
+        await asyncio.sleep(0.01)
+        reading.cancel()
+        await asyncio.wait({reading}, timeout=2)
+        assert reading.cancelled()
+
+    asyncio.run(scenario())
