@@ -139,11 +139,22 @@ async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
         task.cancel()
         await asyncio.wait({task}, timeout=CANCEL_RETRY_SECONDS)
     with contextlib.suppress(asyncio.CancelledError, Exception):
-        task.result()  # its failure, if any, was reported when it happened
+        # Not the stop's to raise: the follower reports its own failures (`_fail`), and what
+        # the lease task raises matters no more once the stop gives the lease up.
+        task.result()
 
 
 def _hash_at(journal: Journal, sequence: int) -> bytes:
     return next(iter(journal.read(sequence, sequence))).hash
+
+
+def _snapshot_at_core(data_dir: Path, body: SnapshotBody, journal: Journal) -> Path:
+    """The stop's snapshot, labelled with the hash of the record the core applied last. A
+    follower stopped while mirroring a batch leaves the journal ahead of the core: the journal's
+    head hash would label the core's state with a record it never applied."""
+    sequence = body.core.last_sequence
+    at = journal.head_hash if sequence == journal.last_sequence else _hash_at(journal, sequence)
+    return write_snapshot(data_dir, body, at)
 
 
 class Exchange:
@@ -239,9 +250,10 @@ class Exchange:
     async def stop(self, *, snapshot: bool = True) -> None:
         """Stop accepting, finish every command already accepted, snapshot and close."""
         self._accepting = False
-        for task in (self._role_task, self._lease_task):
-            if task is not None:
-                await _cancel_and_wait(task)
+        if self._role_task is not None:
+            await _cancel_and_wait(self._role_task)
+        if self._lease_task is not None:  # read only now: the follower may have just made it
+            await _cancel_and_wait(self._lease_task)
         if self._writer is not None:
             self._wakeup.set()
             await self._writer
@@ -260,7 +272,7 @@ class Exchange:
                     self.surveillance.state(),
                 )
                 written = await asyncio.get_running_loop().run_in_executor(
-                    self._io, write_snapshot, self.data_dir, body, journal.head_hash
+                    self._io, _snapshot_at_core, self.data_dir, body, journal
                 )
             journal.close()
             self._journal = None

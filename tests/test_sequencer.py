@@ -4,6 +4,7 @@ every subscriber sees every result in order, and a restart recovers everything a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from benchmarks.workload import MarketWorkload
 from exchange import commands as c
+from exchange import snapshots
 from exchange.core import ExchangeCore
 from exchange.events import DuplicateClientOrderId, Event, OrderRegistered
 from exchange.journal import Journal
@@ -471,3 +473,74 @@ def test_a_stop_ends_a_background_task_that_swallowed_its_first_cancellation(
 
     asyncio.run(scenario())
     assert cancellations == 2
+
+
+def test_a_stop_also_ends_the_lease_task_a_stubborn_follower_started_while_being_stopped(
+    tmp_path: Path,
+) -> None:
+    """The follower takes the lease with a nats request, which on 3.11 may swallow the first
+    cancellation; it then starts the lease task before the stop's next cancellation ends it."""
+
+    async def keep_lease() -> None:
+        while True:
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        exchange = await started(tmp_path)
+
+        async def follower() -> None:
+            # `await link.lease.try_acquire()`; the cancellation swallowed, as wait_for does
+            # when the reply comes with it
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(10)
+            exchange._lease_task = asyncio.create_task(keep_lease())
+            await asyncio.sleep(10)  # the stop's next cancellation ends the follower here
+
+        exchange._role_task = asyncio.create_task(follower())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(exchange.stop(), timeout=5)
+        assert exchange._role_task.done()
+        assert exchange._lease_task is not None and exchange._lease_task.done()
+
+    asyncio.run(scenario())
+
+
+def test_a_snapshot_at_stop_is_labelled_with_the_record_the_core_applied_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower stopped while it mirrors the leader's batch: the journal holds the batch, the
+    core never applied it. The stop's snapshot is the core's state, so it carries the hash of
+    the core's last record, not the journal's head (or the snapshot writer would refuse it)."""
+    original = Journal.append_batch
+
+    def slow_append(self: Journal, records: list[tuple[int, int, bytes]]) -> None:
+        original(self, records)
+        time.sleep(0.2)  # the mirror write is still under way when the stop comes
+
+    async def scenario() -> int:
+        exchange = await with_market(tmp_path)
+        journal = exchange._journal
+        assert journal is not None
+        monkeypatch.setattr(Journal, "append_batch", slow_append)
+        following = exchange.core.last_sequence + 1
+        batch = [(following, exchange.core.last_time_ns, c.encode_command(order()))]
+
+        async def follower() -> None:  # `_apply_followed`: mirror, then apply
+            await asyncio.get_running_loop().run_in_executor(
+                exchange._io, journal.append_batch, batch
+            )
+            raise AssertionError("cancelled before applying")
+
+        exchange._role_task = asyncio.create_task(follower())
+        await asyncio.sleep(0.05)
+        await exchange.stop()
+        monkeypatch.setattr(Journal, "append_batch", original)
+        return following - 1
+
+    applied = asyncio.run(scenario())
+    snapshot, _ = next(snapshots.load_newest(tmp_path, 10**9))
+    with Journal.open(snapshots.journal_dir(tmp_path), fsync=False) as journal:
+        assert journal.last_sequence == applied + 1
+        assert snapshot.sequence == applied
+        assert snapshot.journal_hash == next(iter(journal.read(applied, applied))).hash
+    snapshots.build_snapshot(tmp_path, applied + 1)  # the snapshot writer takes it
