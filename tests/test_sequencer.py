@@ -239,8 +239,7 @@ def test_a_command_that_would_not_read_back_is_refused_before_the_journal(tmp_pa
 def test_stop_finishes_every_command_already_accepted(tmp_path: Path) -> None:
     async def scenario() -> None:
         exchange = await with_market(tmp_path)
-        pending = [asyncio.ensure_future(exchange.submit(order())) for _ in range(50)]
-        await asyncio.sleep(0)
+        pending = [exchange.submit(order()) for _ in range(50)]  # accepted by the call
         await exchange.stop()
         results = await asyncio.gather(*pending)
         assert len({r.sequence for r in results}) == 50
