@@ -514,14 +514,20 @@ class Lease:
         self._renewed_at = started
 
     async def keep(self) -> None:
-        """Renew until cancelled or lost (raises `LeaseLost`)."""
+        """Renew until cancelled or lost (raises `LeaseLost`). A renewal that fails otherwise
+        (a timeout, the connection reconnecting) is tried again at the next beat, until the
+        lease would have lapsed: then it is lost too, and says why."""
         while True:
             await asyncio.sleep(RENEW_EVERY_SECONDS)
             try:
                 await asyncio.wait_for(self.renew(), timeout=LEASE_SECONDS / 2)
-            except TimeoutError as error:
+            except LeaseLost:
+                raise
+            except Exception as error:
                 if not self.held:
-                    raise LeaseLost(f"could not renew the lease of shard {self._key}") from error
+                    raise LeaseLost(
+                        f"could not renew the lease of shard {self._key}: {error!r}"
+                    ) from error
 
     async def release(self) -> None:
         """Give the lease up at once (a clean stop), so a standby need not wait for expiry."""

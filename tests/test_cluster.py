@@ -47,8 +47,11 @@ from benchmarks.workload import MarketWorkload
 from exchange.cluster import ClusterConfig
 from exchange.commands import decode_command
 from exchange.jetstream import (
+    LEASE_SECONDS,
     FencedError,
     JetStreamWriter,
+    Lease,
+    LeaseLost,
     StreamMismatchError,
     StreamReader,
     ensure_stream,
@@ -557,5 +560,49 @@ def test_a_stream_reader_cancelled_as_its_message_arrives_ends_cancelled() -> No
         reading.cancel()
         await asyncio.wait({reading}, timeout=2)
         assert reading.cancelled()
+
+    asyncio.run(scenario())
+
+
+class FlakyLeaseBucket:
+    """A lease bucket whose updates fail `failures` times (NATS reconnecting), then succeed."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.revision = 1
+
+    async def update(self, key: str, value: bytes, last: int | None = None) -> int:
+        if self.failures > 0:
+            self.failures -= 1
+            raise nats.errors.ConnectionReconnectingError
+        self.revision += 1
+        return self.revision
+
+
+def held_lease(bucket: FlakyLeaseBucket) -> Lease:
+    lease = Lease(bucket, "main", "node-a")  # type: ignore[arg-type]
+    lease._revision, lease._renewed_at = bucket.revision, time.monotonic()
+    return lease
+
+
+def test_a_lease_outlives_a_renewal_that_failed_while_nats_reconnected() -> None:
+    async def scenario() -> None:
+        bucket = FlakyLeaseBucket(failures=1)
+        lease = held_lease(bucket)
+        keeping = asyncio.create_task(lease.keep())
+        await asyncio.sleep(LEASE_SECONDS * 1.2)  # past when the lease would have lapsed
+        assert not keeping.done(), keeping
+        assert lease.held and bucket.revision > 1
+        keeping.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_lease_that_cannot_be_renewed_is_lost_once_it_would_have_lapsed() -> None:
+    async def scenario() -> None:
+        lease = held_lease(FlakyLeaseBucket(failures=10**6))
+        with pytest.raises(LeaseLost, match="ConnectionReconnectingError"):
+            await asyncio.wait_for(lease.keep(), timeout=LEASE_SECONDS * 2)
+        assert not lease.held
 
     asyncio.run(scenario())
