@@ -23,6 +23,11 @@ split into its parts: `open_check`, `read_decode` and `apply`. Reading and decod
 part because replay does them in one pass (`JournalReader.decoded_batches`: each chunk's
 records checked, then their payloads decoded straight from the chunk). Every figure is the
 median of `--runs`.
+
+Machine reference: the targets are for "this machine", and sessions do not always get the same
+one (the same code has run 2.5 times slower on one day's machine than on the previous one's).
+So the benchmark also times a fixed pure-Python loop before and after the runs: a figure of the
+machine, not of hogx, to tell a slower machine from slower code when columns are compared.
 """
 
 from __future__ import annotations
@@ -48,6 +53,22 @@ from exchange.journal import CODEC_IMPLEMENTATION, DecodedBatch, Journal
 from exchange.sequencer import CommandResult, Exchange
 from exchange.snapshots import Recovered, journal_dir
 from matching_engine.implementation import BOOK_IMPLEMENTATION
+
+REFERENCE_ITERATIONS = 2_000_000
+
+
+def machine_reference() -> float:
+    """Millions of iterations per second of a fixed pure-Python loop (an add and a compare per
+    iteration), the best of five: the least disturbed, as the machine can run it."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0
+        for value in range(REFERENCE_ITERATIONS):
+            if value & 1:
+                total += value
+        best = min(best, time.perf_counter() - started)
+    return REFERENCE_ITERATIONS / best / 1e6
 
 
 def command_stream(count: int, seed: int) -> tuple[list[Command], list[Command]]:
@@ -194,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     say = (lambda *_: None) if args.json else print
 
+    reference_before = machine_reference()
     setup, stream = command_stream(args.commands, args.seed)
     # The benchmark's own input stays out of the collector's way: a server does not hold it.
     gc.collect()
@@ -232,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"{replays[-1]['core_only_records_per_second']:,.0f}"
                     )
 
+    reference_after = machine_reference()
+
     def median(rows: list[dict[str, float]], key: str) -> float:
         return statistics.median(row[key] for row in rows)
 
@@ -244,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         "journal_codec": CODEC_IMPLEMENTATION,
         "clearing": CLEARING_IMPLEMENTATION,
         "trading_path": CORE_IMPLEMENTATION,
+        "machine_reference_million_loops_per_second": [
+            round(reference_before, 1),
+            round(reference_after, 1),
+        ],
         "commands_per_second": round(median(durable["exchange"], "commands_per_second")),
         "mean_batch": round(median(durable["exchange"], "mean_batch")),
         "core_path_commands_per_second": round(median(durable["core_path"], "commands_per_second")),
@@ -273,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replay records/s (median of {args.runs}): {figures['replay_records_per_second']:,}")
         print(f"  core alone (no projections): {figures['replay_core_only_records_per_second']:,}")
         print(f"  parts: {figures['replay_parts_records_per_second']}")
+        print(
+            "machine reference (a fixed pure-Python loop, best of 5, before and after): "
+            f"{reference_before:.1f} and {reference_after:.1f} million iterations/s"
+        )
     return 0
 
 
