@@ -20,6 +20,10 @@ and every reader work unchanged.
 cimport cython
 
 from matching_engine.struct_slots cimport get_field, set_field, slot_offset
+# The compiled book's commands as C calls, for an exact compiled book only. This module is built
+# against compiled_book.pxd: a change there needs both rebuilt, as setup.py does (the .pxd says
+# what is, and is not, checked at import).
+from matching_engine.compiled_book cimport OrderBook as CompiledBook
 
 from collections import deque
 
@@ -390,7 +394,10 @@ cdef class CompiledTradingPath:
             get_field(command, PLACE_POST_ONLY),
             get_field(command, PLACE_ALL_OR_NONE),
         )
-        code = book.validate(request)
+        if type(book) is CompiledBook:
+            code = (<CompiledBook>book).validate_c(request)
+        else:
+            code = book.validate(request)
         if (
             code is None
             and session is not CONTINUOUS
@@ -403,9 +410,14 @@ cdef class CompiledTradingPath:
         if hold_event is None:
             return _rejected("INSUFFICIENT_FUNDS", short_of(side, symbol))
 
-        if session is CONTINUOUS:
+        if type(book) is CompiledBook:
+            if session is CONTINUOUS:
+                engine_events = (<CompiledBook>book).place_c(request, True)
+            else:  # a call phase: the order waits for the auction
+                engine_events = (<CompiledBook>book).rest_c(request)
+        elif session is CONTINUOUS:
             engine_events = book.place(request, validated=True)
-        else:  # a call phase: the order waits for the auction
+        else:
             engine_events = book.rest(request)
         if type(_first(engine_events)) is _OrderRejected:  # post-only would take: undo the hold
             self.risk.release(order_id)
@@ -524,7 +536,12 @@ cdef class CompiledTradingPath:
             return record
         market = _market(self.markets[get_field(record, RECORD_SYMBOL)])
         cdef list events = []
-        self._absorb_c(get_field(market, MARKET_BOOK).cancel(order_id), market, events)
+        book = get_field(market, MARKET_BOOK)
+        if type(book) is CompiledBook:
+            engine_events = (<CompiledBook>book).cancel_c(order_id)
+        else:
+            engine_events = book.cancel(order_id)
+        self._absorb_c(engine_events, market, events)
         return events
 
     def _amend(self, command):
@@ -556,10 +573,17 @@ cdef class CompiledTradingPath:
             # waiting in a call
             message = "a market order waiting for the auction has no price to change"
             return [AmendRejected(symbol, order_id, INVALID_AMEND, message)]
-        code = book.amend_error(order_id, price, quantity)
+        cdef bint compiled_book = type(book) is CompiledBook
+        if compiled_book:
+            code = (<CompiledBook>book).amend_error_c(order_id, price, quantity)
+        else:
+            code = book.amend_error(order_id, price, quantity)
         if code is not None:
             return [AmendRejected(symbol, order_id, code, _reject_message(code))]
-        open_order = book.order(order_id)
+        if compiled_book:
+            open_order = (<CompiledBook>book).order_c(order_id)
+        else:
+            open_order = book.order(order_id)
         assert open_order is not None
         old_price, old_remaining = open_order.price, open_order.remaining
         new_price = old_price if price is None else price
@@ -568,7 +592,12 @@ cdef class CompiledTradingPath:
         held_before = self.risk.held(order_id)
         if new_remaining > 0 and not self._resize_hold_c(record, market, new_price, new_remaining):
             return _rejected("INSUFFICIENT_FUNDS", short_of(get_field(record, RECORD_SIDE), symbol))
-        engine_events = book.amend(order_id, price, quantity, matching=session is CONTINUOUS)
+        if compiled_book:
+            engine_events = (<CompiledBook>book).amend_c(
+                order_id, price, quantity, session is CONTINUOUS
+            )
+        else:
+            engine_events = book.amend(order_id, price, quantity, matching=session is CONTINUOUS)
         if type(_first(engine_events)) is _AmendRejected:  # post-only would take: undo
             restored = self._resize_hold_c(record, market, old_price, old_remaining)
             assert restored

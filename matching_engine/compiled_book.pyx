@@ -117,38 +117,16 @@ cdef inline bint _to_c(object value, long long* out):
 @cython.no_gc
 @cython.final
 cdef class _Level:
-    """One price: live orders only, oldest first (`head`), with their running totals."""
-
-    cdef long long price
-    cdef long long key  # price for bids, -price for asks: the best level has the largest key
-    cdef object price_obj  # the price as a Python int, for events
-    cdef long long quantity
-    cdef Py_ssize_t count
-    cdef PyObject* head  # borrowed: records are owned by OrderBook._orders
-    cdef PyObject* tail
+    """One price: live orders only, oldest first (`head`), with their running totals (its fields
+    are declared in compiled_book.pxd)."""
 
 
 @cython.no_gc
 @cython.final
 @cython.freelist(64)
 cdef class _Resting:
-    """An order in the book (or entering it); the object fields are the caller's own values."""
-
-    cdef object order_id
-    cdef object participant_id
-    cdef object side
-    cdef bint is_buy
-    cdef long long price
-    cdef long long quantity  # total ordered, including what has filled
-    cdef long long remaining
-    cdef object time_in_force
-    cdef object post_only
-    cdef object all_or_none
-    cdef bint aon
-    cdef _Level level  # None until the order rests
-    cdef PyObject* prev  # borrowed neighbours in the level's FIFO
-    cdef PyObject* next
-    cdef object view  # the `Order` handed out for this record, kept in sync; or None
+    """An order in the book (or entering it); the object fields are the caller's own values
+    (declared in compiled_book.pxd)."""
 
 
 cdef inline _Resting _new_record(
@@ -207,20 +185,10 @@ cdef inline void _end_view(_Resting rec) except *:
 
 
 cdef class OrderBook:
-    """Bids and asks of one instrument; every method returns the events it caused, in order."""
+    """Bids and asks of one instrument; every method returns the events it caused, in order.
 
-    cdef readonly object rules  # set_rules() changes it: the C copy of its limits with it
-    cdef public object symbol
-    cdef object _ids
-    cdef long long _band_low
-    cdef long long _band_high
-    cdef long long _tick
-    cdef long long _max_quantity
-    cdef object _band_low_obj
-    cdef object _band_high_obj
-    cdef list _bids  # _Level, ascending key, best last
-    cdef list _asks
-    cdef dict _orders  # order id -> _Resting
+    Its C fields and methods are declared in compiled_book.pxd; other compiled modules call the
+    commands as C through the `*_c` methods there, which the `def` methods wrap."""
 
     def __init__(self, rules, ids=None):
         self.rules = rules
@@ -243,6 +211,9 @@ cdef class OrderBook:
 
     def place(self, request, *, bint validated=False):
         """Validate, match and rest (or cancel) one new order (see `book.OrderBook.place`)."""
+        return self.place_c(request, validated)
+
+    cdef list place_c(self, object request, bint validated):
         if type(request) is not _OrderRequest:
             request = _exact_request(request)
         order_id = get_field(request, _ORDER_ID)
@@ -297,6 +268,9 @@ cdef class OrderBook:
 
     def validate(self, request):
         """Why `request` breaks a static rule of this book, or None (post-only aside)."""
+        return self.validate_c(request)
+
+    cdef object validate_c(self, object request):
         return self._validate(
             request.order_id,
             request.price,
@@ -331,6 +305,9 @@ cdef class OrderBook:
 
     def cancel(self, order_id):
         """Cancel an open order at the participant's request."""
+        return self.cancel_c(order_id)
+
+    cdef list cancel_c(self, object order_id):
         cdef PyObject* found = PyDict_GetItem(self._orders, order_id)
         if found == NULL:
             code = self._not_open_code(order_id)
@@ -346,7 +323,14 @@ cdef class OrderBook:
 
     def amend(self, order_id, price=None, quantity=None, *, bint matching=True):
         """Change an open order's price and/or total quantity (see `book.OrderBook.amend`)."""
-        code = self.amend_error(order_id, price, quantity)
+        return self.amend_c(order_id, price, quantity, matching)
+
+    cdef list amend_c(self, object order_id, object price, object quantity, bint matching):
+        # A subclass's own amend_error() is asked, as book.py's amend asks self.amend_error().
+        if type(self) is OrderBook:
+            code = self.amend_error_c(order_id, price, quantity)
+        else:
+            code = self.amend_error(order_id, price, quantity)
         if code is not None:
             return [_AmendRejected(self.symbol, order_id, code, _reject_message(code))]
         # Looked up only now: amend_error runs Python code (the rules), and a pointer borrowed
@@ -437,7 +421,14 @@ cdef class OrderBook:
 
     def rest(self, request):
         """Accept an order in a call phase: it rests without trading (see `book.OrderBook.rest`)."""
-        code = self.validate(request)
+        return self.rest_c(request)
+
+    cdef list rest_c(self, object request):
+        # A subclass's own validate() is asked, as book.py's rest asks self.validate().
+        if type(self) is OrderBook:
+            code = self.validate_c(request)
+        else:
+            code = self.validate(request)
         if code is None and request.time_in_force in (IOC, FOK):
             code = RejectCode.NOT_ALLOWED_IN_CALL
         if code is not None:
@@ -564,6 +555,9 @@ cdef class OrderBook:
 
     def order(self, order_id):
         """The open order with this id (a live view: do not mutate), or None."""
+        return self.order_c(order_id)
+
+    cdef object order_c(self, object order_id):
         cdef PyObject* found = PyDict_GetItem(self._orders, order_id)
         if found == NULL:
             return None
@@ -610,6 +604,9 @@ cdef class OrderBook:
 
     def amend_error(self, order_id, price, quantity):
         """Why an amend breaks a static rule (post-only aside), or None."""
+        return self.amend_error_c(order_id, price, quantity)
+
+    cdef object amend_error_c(self, object order_id, object price, object quantity):
         if PyDict_GetItem(self._orders, order_id) == NULL:
             return self._not_open_code(order_id)
         if price is None and quantity is None:

@@ -43,6 +43,8 @@ from exchange.instruments import Instrument, InstrumentKind
 from exchange.participants import Role
 from exchange.sessions import CircuitBreaker, Session
 from matching_engine import OrderType, Side, TimeInForce
+from matching_engine.engine import MatchingEngine
+from matching_engine.implementation import CompiledOrderBook
 
 NOT_BUILT = "exchange/compiled_core.pyx is not built (no C compiler or Cython at install time)"
 pytestmark = pytest.mark.skipif(
@@ -351,3 +353,55 @@ def test_a_whole_session_gives_the_same_digest_and_events_on_either_core(seed: i
     )
     assert (python[2], compiled[2]) == ("python", "compiled")
     assert python[:2] == compiled[:2] and python[3:] == compiled[3:]
+
+
+def test_the_compiled_core_calls_a_subclass_of_the_book_through_its_python_methods() -> None:
+    # The compiled core calls the commands of an exact compiled book as C (compiled_book.pxd);
+    # any other book, a subclass included, through its Python methods, so overrides are heard.
+    if CompiledOrderBook is None:
+        pytest.skip("matching_engine/compiled_book.pyx is not built")
+    called: set[str] = set()
+
+    class RecordingBook(CompiledOrderBook):  # type: ignore[valid-type,misc]
+        def place(self, request: Any, *, validated: bool = False) -> Any:
+            called.add("place")
+            return super().place(request, validated=validated)
+
+        def validate(self, request: Any) -> Any:
+            called.add("validate")
+            return super().validate(request)
+
+        def rest(self, request: Any) -> Any:
+            called.add("rest")
+            return super().rest(request)
+
+        def cancel(self, order_id: int) -> Any:
+            called.add("cancel")
+            return super().cancel(order_id)
+
+        def amend_error(self, order_id: int, price: Any, quantity: Any) -> Any:
+            called.add("amend_error")
+            return super().amend_error(order_id, price, quantity)
+
+        def order(self, order_id: int) -> Any:
+            called.add("order")
+            return super().order(order_id)
+
+        def amend(self, order_id: int, price: Any = None, quantity: Any = None, **kw: Any) -> Any:
+            called.add("amend")
+            return super().amend(order_id, price, quantity, **kw)
+
+    twins = TwinCores()
+    twins.compiled.engine = MatchingEngine(RecordingBook)
+    for command in setup():
+        twins.apply(command)
+    assert type(twins.compiled.markets[HOG].book) is RecordingBook
+    twins.apply(c.PlaceOrder(2, HOG, Side.SELL, OrderType.LIMIT, 60_000, 3))
+    sell = max(twins.python.orders)
+    twins.apply(c.PlaceOrder(3, HOG, Side.BUY, OrderType.LIMIT, 60_000, 1))
+    twins.apply(c.AmendOrder(2, sell, 60_100, None))
+    twins.apply(c.CancelOrder(2, sell))
+    twins.apply(c.AdvanceSession(HOG, Session.CLOSING))
+    twins.apply(c.PlaceOrder(3, HOG, Side.BUY, OrderType.LIMIT, 59_900, 1))
+    assert called == {"place", "validate", "rest", "cancel", "amend_error", "order", "amend"}
+    twins.assert_same_state()
