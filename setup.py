@@ -7,6 +7,8 @@ clearing/risk.py, exchange/core.py's own trading path)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from setuptools import Extension, setup
 
 
@@ -40,7 +42,13 @@ def compiled_twins() -> list[Extension]:
             extra_compile_args=["-O2"],
         ),
     ]
-    built = list(cythonize(extensions, language_level=3, quiet=True))
+    # compiled_core cimports compiled_clearing (compiled_clearing.pxd): the repo root is where
+    # `clearing.compiled_clearing` is found, and cythonize() then knows that compiled_core
+    # depends on that .pxd, so a change to it regenerates and rebuilds both. compiled_core then
+    # imports only beside a built compiled_clearing; without one, exchange/core.py runs its own
+    # trading path.
+    root = str(Path(__file__).resolve().parent)
+    built = list(cythonize(extensions, language_level=3, quiet=True, include_path=[root]))
     for extension in built:
         # A failed compile (no compiler, no headers) is then a warning, not an error. Set after
         # cythonize(), which makes new Extension objects without this flag.

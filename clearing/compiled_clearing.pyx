@@ -60,9 +60,6 @@ cdef inline object _cash_to_hold(object price, object quantity, object lot_size,
 cdef class Balance:
     """One participant's holding of one asset; integers, never negative."""
 
-    cdef public object available
-    cdef public object reserved
-
     def __init__(self, available=0, reserved=0):
         self.available = available
         self.reserved = reserved
@@ -77,9 +74,6 @@ cdef inline Balance _new_balance(object available, object reserved):
 
 cdef class Accounts:
     """All custody balances, with the movements the market is allowed to make between them."""
-
-    cdef public dict _balances
-    cdef public dict _net_deposits
 
     def __init__(self):
         self._balances = {}
@@ -243,13 +237,6 @@ cdef class Hold:
     Keeps a reference to the reserving balance so that settling and releasing need no lookup.
     """
 
-    cdef public object order_id
-    cdef public object participant_id
-    cdef public object asset
-    cdef public object amount
-    cdef public object limit_price  # the price the hold was computed at (buys; 0 for sells)
-    cdef public Balance balance
-
     def __init__(self, order_id, participant_id, asset, amount, limit_price, Balance balance):
         self.order_id = order_id
         self.participant_id = participant_id
@@ -272,10 +259,11 @@ cdef inline Hold _new_hold(object order_id, object participant_id, object asset,
 
 
 cdef class Risk:
-    """Holds for open orders and the settlement of trades against them."""
+    """Holds for open orders and the settlement of trades against them.
 
-    cdef public Accounts accounts
-    cdef public dict _holds
+    The `def` methods the trading path calls only call their C twins (`hold_for_buy_c` and so
+    on, declared in compiled_clearing.pxd), which `exchange/compiled_core.pyx` calls directly.
+    """
 
     def __init__(self, Accounts accounts):
         self.accounts = accounts
@@ -285,11 +273,22 @@ cdef class Risk:
 
     def hold_for_buy(self, order_id, participant_id, price, quantity, lot_size, fees):
         """Reserve the cash a buy needs; returns the amount, or None (nothing held) if short."""
+        return self.hold_for_buy_c(order_id, participant_id, price, quantity, lot_size, fees)
+
+    cdef object hold_for_buy_c(
+        self, object order_id, object participant_id, object price, object quantity,
+        object lot_size, object fees,
+    ):
         amount = _cash_to_hold(price, quantity, lot_size, fees.max_bps)
         return self._hold(order_id, participant_id, _CASH, amount, price)
 
     def hold_for_sell(self, order_id, participant_id, symbol, quantity):
         """Reserve the goods a sell delivers; returns the lots, or None (nothing held) if short."""
+        return self.hold_for_sell_c(order_id, participant_id, symbol, quantity)
+
+    cdef object hold_for_sell_c(
+        self, object order_id, object participant_id, object symbol, object quantity
+    ):
         return self._hold(order_id, participant_id, symbol, quantity, 0)
 
     cdef object _hold(self, object order_id, object participant_id, object asset,
@@ -308,10 +307,18 @@ cdef class Risk:
 
     def resize_buy(self, order_id, price, remaining, lot_size, fees):
         """Re-base a buy's hold on a new limit price and remaining quantity (amend)."""
+        return self.resize_buy_c(order_id, price, remaining, lot_size, fees)
+
+    cdef bint resize_buy_c(
+        self, object order_id, object price, object remaining, object lot_size, object fees
+    ) except -1:
         cdef Hold hold = self._holds[order_id]
         return self._resize(hold, _cash_to_hold(price, remaining, lot_size, fees.max_bps), price)
 
     def resize_sell(self, order_id, remaining):
+        return self.resize_sell_c(order_id, remaining)
+
+    cdef bint resize_sell_c(self, object order_id, object remaining) except -1:
         return self._resize(self._holds[order_id], remaining, 0)
 
     cdef bint _resize(self, Hold hold, object amount, object limit_price) except -1:
@@ -327,6 +334,9 @@ cdef class Risk:
 
     def release(self, order_id):
         """The order is closed: release whatever its hold still has; returns that amount."""
+        return self.release_c(order_id)
+
+    cdef object release_c(self, object order_id):
         found = self._holds.pop(order_id, None)
         if found is None:
             return 0
@@ -341,6 +351,9 @@ cdef class Risk:
         return amount
 
     def held(self, order_id):
+        return self.held_c(order_id)
+
+    cdef object held_c(self, object order_id):
         found = self._holds.get(order_id)
         return (<Hold>found).amount if found is not None else 0
 
@@ -361,6 +374,16 @@ cdef class Risk:
         max_fee_bps,
     ):
         """Settle one trade delivery versus payment out of both orders' holds."""
+        return self.settle_c(
+            symbol, trade_id, buy_order_id, sell_order_id, price, quantity, buy_remaining,
+            lot_size, buyer_fee_bps, seller_fee_bps, max_fee_bps,
+        )
+
+    cdef object settle_c(
+        self, object symbol, object trade_id, object buy_order_id, object sell_order_id,
+        object price, object quantity, object buy_remaining, object lot_size,
+        object buyer_fee_bps, object seller_fee_bps, object max_fee_bps,
+    ):
         cdef Accounts accounts = self.accounts
         cdef Hold buy_hold = self._holds[buy_order_id]
         cdef Hold sell_hold = self._holds[sell_order_id]

@@ -19,6 +19,7 @@ and every reader work unchanged.
 
 cimport cython
 
+from clearing.compiled_clearing cimport Risk
 from matching_engine.struct_slots cimport get_field, set_field, slot_offset
 # The compiled book's commands as C calls, for an exact compiled book only. This module is built
 # against compiled_book.pxd: a change there needs both rebuilt, as setup.py does (the .pxd says
@@ -420,7 +421,7 @@ cdef class CompiledTradingPath:
         else:
             engine_events = book.rest(request)
         if type(_first(engine_events)) is _OrderRejected:  # post-only would take: undo the hold
-            self.risk.release(order_id)
+            self._risk_release(order_id)
             return engine_events
         self._register_c(command, order_id)
         cdef list events = [
@@ -459,7 +460,7 @@ cdef class CompiledTradingPath:
         if side is BUY:
             if price is None:
                 price = get_field(market, MARKET_BAND_HIGH)
-            amount = self.risk.hold_for_buy(
+            amount = self._risk_hold_for_buy(
                 order_id,
                 participant_id,
                 price,
@@ -470,7 +471,7 @@ cdef class CompiledTradingPath:
             asset = CASH
         else:
             asset = get_field(market, MARKET_SYMBOL)
-            amount = self.risk.hold_for_sell(order_id, participant_id, asset, quantity)
+            amount = self._risk_hold_for_sell(order_id, participant_id, asset, quantity)
         if amount is None:
             return None
         return _FundsHeld(order_id, participant_id, asset, amount)
@@ -589,7 +590,7 @@ cdef class CompiledTradingPath:
         new_price = old_price if price is None else price
         new_quantity = open_order.quantity if quantity is None else quantity
         new_remaining = new_quantity - open_order.filled
-        held_before = self.risk.held(order_id)
+        held_before = self._risk_held(order_id)
         if new_remaining > 0 and not self._resize_hold_c(record, market, new_price, new_remaining):
             return _rejected("INSUFFICIENT_FUNDS", short_of(get_field(record, RECORD_SIDE), symbol))
         if compiled_book:
@@ -615,7 +616,7 @@ cdef class CompiledTradingPath:
         """The amend's change to the order's hold, as an event (none when unchanged)."""
         order_id = get_field(record, RECORD_ORDER_ID)
         participant_id = get_field(record, RECORD_PARTICIPANT_ID)
-        held = self.risk.held(order_id)
+        held = self._risk_held(order_id)
         asset = CASH if get_field(record, RECORD_SIDE) is BUY else get_field(record, RECORD_SYMBOL)
         if held > held_before:
             return [_FundsHeld(order_id, participant_id, asset, held - held_before)]
@@ -631,14 +632,14 @@ cdef class CompiledTradingPath:
     ) except -1:
         order_id = get_field(record, RECORD_ORDER_ID)
         if get_field(record, RECORD_SIDE) is BUY:
-            return self.risk.resize_buy(
+            return self._risk_resize_buy(
                 order_id,
                 price,
                 remaining,
                 get_field(market, MARKET_LOT_SIZE),
                 get_field(market, MARKET_FEES),
             )
-        return self.risk.resize_sell(order_id, remaining)
+        return self._risk_resize_sell(order_id, remaining)
 
     # ------------------------------------------------------------------ engine events
 
@@ -709,7 +710,7 @@ cdef class CompiledTradingPath:
         trade_id = get_field(trade, TRADE_ID)
         price = get_field(trade, TRADE_PRICE)
         quantity = get_field(trade, TRADE_QUANTITY)
-        settlement = self.risk.settle(
+        settlement = self._risk_settle(
             symbol,
             trade_id,
             buy_id,
@@ -828,10 +829,77 @@ cdef class CompiledTradingPath:
     cdef void _release_c(self, object record, list events) except *:
         _exact(record, _OrderRecord)
         order_id = get_field(record, RECORD_ORDER_ID)
-        amount = self.risk.release(order_id)
+        amount = self._risk_release(order_id)
         if amount:
             side = get_field(record, RECORD_SIDE)
             asset = CASH if side is BUY else get_field(record, RECORD_SYMBOL)
             events.append(
                 _FundsReleased(order_id, get_field(record, RECORD_PARTICIPANT_ID), asset, amount)
             )
+
+    # ------------------------------------------------------------------ clearing
+
+    # The trading path's calls into `self.risk`: C calls (compiled_clearing.pxd) when it is
+    # exactly the compiled `Risk`, else its Python methods: those of the Python clearing
+    # (HOGX_PURE_PYTHON_CLEARING=1), or the overrides of a subclass, which must run.
+
+    cdef inline object _risk_hold_for_buy(
+        self, object order_id, object participant_id, object price, object quantity,
+        object lot_size, object fees,
+    ):
+        risk = self.risk
+        if type(risk) is Risk:
+            return (<Risk>risk).hold_for_buy_c(
+                order_id, participant_id, price, quantity, lot_size, fees
+            )
+        return risk.hold_for_buy(order_id, participant_id, price, quantity, lot_size, fees)
+
+    cdef inline object _risk_hold_for_sell(
+        self, object order_id, object participant_id, object symbol, object quantity
+    ):
+        risk = self.risk
+        if type(risk) is Risk:
+            return (<Risk>risk).hold_for_sell_c(order_id, participant_id, symbol, quantity)
+        return risk.hold_for_sell(order_id, participant_id, symbol, quantity)
+
+    cdef inline bint _risk_resize_buy(
+        self, object order_id, object price, object remaining, object lot_size, object fees
+    ) except -1:
+        risk = self.risk
+        if type(risk) is Risk:
+            return (<Risk>risk).resize_buy_c(order_id, price, remaining, lot_size, fees)
+        return risk.resize_buy(order_id, price, remaining, lot_size, fees)
+
+    cdef inline bint _risk_resize_sell(self, object order_id, object remaining) except -1:
+        risk = self.risk
+        if type(risk) is Risk:
+            return (<Risk>risk).resize_sell_c(order_id, remaining)
+        return risk.resize_sell(order_id, remaining)
+
+    cdef inline object _risk_release(self, object order_id):
+        risk = self.risk
+        if type(risk) is Risk:
+            return (<Risk>risk).release_c(order_id)
+        return risk.release(order_id)
+
+    cdef inline object _risk_held(self, object order_id):
+        risk = self.risk
+        if type(risk) is Risk:
+            return (<Risk>risk).held_c(order_id)
+        return risk.held(order_id)
+
+    cdef inline object _risk_settle(
+        self, object symbol, object trade_id, object buy_order_id, object sell_order_id,
+        object price, object quantity, object buy_remaining, object lot_size,
+        object buyer_fee_bps, object seller_fee_bps, object max_fee_bps,
+    ):
+        risk = self.risk
+        if type(risk) is Risk:
+            return (<Risk>risk).settle_c(
+                symbol, trade_id, buy_order_id, sell_order_id, price, quantity, buy_remaining,
+                lot_size, buyer_fee_bps, seller_fee_bps, max_fee_bps,
+            )
+        return risk.settle(
+            symbol, trade_id, buy_order_id, sell_order_id, price, quantity, buy_remaining,
+            lot_size, buyer_fee_bps, seller_fee_bps, max_fee_bps,
+        )

@@ -1264,11 +1264,14 @@ if not TYPE_CHECKING:  # the type checker reads the Python class: the compiled o
     try:
         from exchange import compiled_core
 
-        # ImportError too when a field it reads in place is no slot of `Market` any more, and
-        # AttributeError when the built module is older than this file (`pip install -e .`).
+        # ImportError too when a field it reads in place is no slot of `Market` any more, or
+        # when `clearing.compiled_clearing`, whose `Risk` it calls in C, was not built;
+        # AttributeError when the built module is older than this file (`pip install -e .`);
+        # ValueError when a compiled clearing class is smaller than when this module was built
+        # (Cython's size check on the classes it cimports, in compiled_clearing.pxd).
         compiled_core.bind(Market, MAX_CLIENT_ORDER_ID_LENGTH, certificate_halt_reason, _short_of)
         _refuse_overrides = compiled_core.refuse_overrides
-    except (ImportError, AttributeError):  # not built (no compiler or Cython), or out of date
+    except (ImportError, AttributeError, ValueError):  # not built, or out of date
         pass
     else:
 

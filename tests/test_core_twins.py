@@ -334,6 +334,42 @@ def test_a_breaker_trips_the_same_way_on_both() -> None:
     assert twins.compiled.digest() == twins.python.digest()
 
 
+def test_the_compiled_core_calls_a_subclass_of_risk_through_its_python_methods() -> None:
+    """The compiled trading path calls the compiled clearing's `Risk` in C only when it is
+    exactly that class (compiled_clearing.pxd): a subclass's overrides must run."""
+    calls: list[str] = []
+
+    def recorded(method: Any) -> Any:
+        def call(self: Any, *args: Any) -> Any:
+            calls.append(method.__name__)
+            return method(self, *args)
+
+        return call
+
+    twins = TwinCores()
+    base = type(twins.compiled.risk)  # compiled, unless HOGX_PURE_PYTHON_CLEARING=1
+    names = ("hold_for_buy", "hold_for_sell", "held", "resize_buy", "resize_sell", "settle")
+    overrides = {name: recorded(getattr(base, name)) for name in (*names, "release")}
+    twins.compiled.risk = type("RecordingRisk", (base,), overrides)(twins.compiled.accounts)
+    for command in setup():
+        twins.apply(command)
+    assert calls == []
+    twins.apply(c.PlaceOrder(2, HOG, Side.SELL, OrderType.LIMIT, 60_000, 2))  # order 1
+    twins.apply(c.PlaceOrder(3, HOG, Side.BUY, OrderType.LIMIT, 60_000, 1))  # 2: fills
+    assert calls == ["hold_for_sell", "hold_for_buy", "settle", "release"]
+    del calls[:]
+    twins.apply(c.AmendOrder(2, 1, None, 3))
+    twins.apply(c.PlaceOrder(3, HOG, Side.BUY, OrderType.LIMIT, 59_900, 1))  # 3: rests
+    twins.apply(c.AmendOrder(3, 3, 59_800, None))
+    assert calls == ["held", "resize_sell", "held", "hold_for_buy", "held", "resize_buy", "held"]
+    del calls[:]
+    # Post-only, it would take: the book rejects it and its hold is released at once.
+    twins.apply(c.PlaceOrder(4, HOG, Side.BUY, OrderType.LIMIT, 60_000, 1, post_only=True))
+    twins.apply(c.CancelOrder(2, 1))
+    assert calls == ["hold_for_buy", "release", "release"]
+    twins.assert_same_state()
+
+
 def test_the_compiled_core_is_built_wherever_ci_runs() -> None:
     # Under CI=true the module is not skipped: a compiled core that failed to build fails here.
     assert CompiledExchangeCore is not None, NOT_BUILT
