@@ -23,7 +23,7 @@ What differs is storage, never behaviour:
 
 cimport cython
 
-from matching_engine.struct_slots cimport get_field, slot_offset
+from matching_engine.struct_slots cimport get_field, set_field, slot_offset
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_REFCNT
@@ -90,6 +90,26 @@ cdef Py_ssize_t _ORDER_TYPE = slot_offset(OrderRequest, "order_type")
 cdef Py_ssize_t _TIME_IN_FORCE = slot_offset(OrderRequest, "time_in_force")
 cdef Py_ssize_t _POST_ONLY = slot_offset(OrderRequest, "post_only")
 cdef Py_ssize_t _ALL_OR_NONE = slot_offset(OrderRequest, "all_or_none")
+
+# The engine's id counters, read and written in their slots when they are exactly `IdCounters`
+# (every order reads and writes the last order id, every take the last trade id; as attribute
+# lookups they were about 1% of a command's instructions). Any other counters object: as before.
+cdef object _IdCounters = IdCounters
+cdef Py_ssize_t _LAST_ORDER_ID = slot_offset(IdCounters, "last_order_id")
+cdef Py_ssize_t _LAST_TRADE_ID = slot_offset(IdCounters, "last_trade_id")
+
+
+cdef inline object _counter(object ids, Py_ssize_t offset, str name):
+    if type(ids) is _IdCounters:
+        return get_field(ids, offset)
+    return getattr(ids, name)
+
+
+cdef inline void _set_counter(object ids, Py_ssize_t offset, str name, object value) except *:
+    if type(ids) is _IdCounters:
+        set_field(ids, offset, value)
+    else:
+        setattr(ids, name, value)
 
 
 cdef object _exact_request(request):
@@ -244,7 +264,7 @@ cdef class OrderBook:
             limit = self._band_high if side is BUY else self._band_low
         else:
             limit = price
-        self._ids.last_order_id = order_id
+        _set_counter(self._ids, _LAST_ORDER_ID, "last_order_id", order_id)
         events = [
             _OrderAccepted(
                 self.symbol,
@@ -271,13 +291,17 @@ cdef class OrderBook:
         return self.validate_c(request)
 
     cdef object validate_c(self, object request):
+        # Read in its slots, as place_c does: attribute lookups were 4.5% of a command's
+        # instructions (callgrind), for the six fields every order is checked on.
+        if type(request) is not _OrderRequest:
+            request = _exact_request(request)
         return self._validate(
-            request.order_id,
-            request.price,
-            request.quantity,
-            request.order_type is MARKET,
-            request.time_in_force,
-            request.post_only,
+            get_field(request, _ORDER_ID),
+            get_field(request, _PRICE),
+            get_field(request, _QUANTITY),
+            get_field(request, _ORDER_TYPE) is MARKET,
+            get_field(request, _TIME_IN_FORCE),
+            get_field(request, _POST_ONLY),
         )
 
     cdef object _validate(
@@ -299,7 +323,7 @@ cdef class OrderBook:
         code = self._quantity_error(quantity)
         if code is not None:
             return code
-        if order_id <= self._ids.last_order_id:
+        if order_id <= _counter(self._ids, _LAST_ORDER_ID, "last_order_id"):
             return RejectCode.DUPLICATE_ORDER_ID
         return None
 
@@ -734,7 +758,7 @@ cdef class OrderBook:
         cdef _Resting maker
         taker_participant = taker.participant_id
         ids = self._ids
-        cdef long long trade_id = ids.last_trade_id
+        cdef long long trade_id = _counter(ids, _LAST_TRADE_ID, "last_trade_id")
         while node != NULL:
             maker = <_Resting>node
             node = maker.next
@@ -773,7 +797,7 @@ cdef class OrderBook:
                 break
         taker.remaining = remaining
         if traded:
-            ids.last_trade_id = trade_id
+            _set_counter(ids, _LAST_TRADE_ID, "last_trade_id", trade_id)
             level.quantity -= traded
             events.append(
                 _BookLevelChanged(

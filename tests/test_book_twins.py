@@ -38,6 +38,7 @@ from matching_engine import (
     Side,
     TimeInForce,
 )
+from matching_engine.ids import IdCounters
 from matching_engine.implementation import PURE_PYTHON_ENV, CompiledOrderBook, PythonOrderBook
 
 pytestmark = pytest.mark.skipif(SKIP_COMPILED, reason=NOT_BUILT)
@@ -285,3 +286,36 @@ def test_the_exchange_ends_in_the_same_state_with_the_same_events_on_either_book
     compiled = exchange_fingerprint(seed, pure_python=False)
     assert (python[0], compiled[0]) == ("python", "compiled")
     assert python[1:] == compiled[1:]
+
+
+class CountingIds(IdCounters):
+    """Id counters of another type than `IdCounters` (the compiled book reads exact ones in their
+    slots): the book must take and give its ids through their attributes."""
+
+    __slots__ = ("reads",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("last_order_id", "last_trade_id"):
+            object.__setattr__(self, "reads", object.__getattribute__(self, "reads") + 1)
+        return object.__getattribute__(self, name)
+
+
+def test_either_book_keeps_its_ids_in_counters_of_any_type() -> None:
+    assert CompiledOrderBook is not None, NOT_BUILT
+    outcomes = []
+    for implementation in (PythonOrderBook, CompiledOrderBook):
+        ids = CountingIds()
+        book = implementation(RULES, ids)
+        events = [
+            *book.place(OrderRequest(1, 1, Side.SELL, 60_000, 3)),
+            *book.place(OrderRequest(2, 2, Side.BUY, 60_000, 2)),
+            *book.place(OrderRequest(2, 2, Side.BUY, 60_000, 1)),  # an id not above the last
+        ]
+        assert ids.reads > 0
+        outcomes.append((events, ids.last_order_id, ids.last_trade_id))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][1:] == (2, 1)  # the last order id taken, the one trade id issued
