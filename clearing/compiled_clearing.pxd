@@ -15,9 +15,10 @@ against a stale pair, and no more: cythonize() tracks this file as a dependency 
 that cimport it, so `setup.py build_ext` regenerates and rebuilds them too; and when
 compiled_core is imported, Cython compares each class's instance size with the size it was
 compiled for: smaller raises ValueError (`exchange/core.py` then runs its Python trading path),
-larger only warns. Nothing checks the vtable: a stale compiled_core loaded with a
-compiled_clearing whose C methods changed but whose instances did not would call the wrong
-methods.
+larger only warns. Cython does not check the vtable, so setup.py compiles both modules with the
+SHA-256 of this file, and compiled_core refuses to load beside a compiled_clearing built from
+another (`check_interfaces`): the Python trading path runs instead of a C call landing in the
+wrong method.
 """
 
 

@@ -34,6 +34,19 @@ from clearing.accounts import (
 from clearing.risk import BPS, HoldState, RiskState, Settlement
 
 # Module-level C references: reading them costs nothing, unlike a global lookup.
+# The SHA-256 of compiled_clearing.pxd this module was built with (setup.py defines the macro):
+# compiled_core, compiled against the same file, refuses to load beside a module built from
+# another (exchange/compiled_core.pyx, `check_interfaces`). "" when built without setup.py.
+cdef extern from *:
+    """
+    #ifndef HOGX_CLEARING_PXD_DIGEST
+    #define HOGX_CLEARING_PXD_DIGEST ""
+    #endif
+    """
+    const char* HOGX_CLEARING_PXD_DIGEST
+
+PXD_DIGEST = HOGX_CLEARING_PXD_DIGEST.decode("ascii")
+
 cdef object _CASH = CASH
 cdef object _FEE_ACCOUNT = FEE_ACCOUNT
 cdef object _BPS = BPS

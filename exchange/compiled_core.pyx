@@ -28,6 +28,9 @@ from matching_engine.compiled_book cimport OrderBook as CompiledBook
 
 from collections import deque
 
+from clearing import compiled_clearing as _compiled_clearing
+from matching_engine import compiled_book as _compiled_book
+
 from clearing.accounts import CASH as _CASH
 from clearing.risk import FeeSchedule, Settlement
 from exchange.commands import AmendOrder, CancelOrder, PlaceOrder
@@ -194,6 +197,42 @@ cdef Py_ssize_t MARKET_BREAKER = 0
 cdef object MAX_CLIENT_ORDER_ID_LENGTH = None
 cdef object certificate_halt_reason = None
 cdef object short_of = None
+
+
+# The SHA-256 of each .pxd this module was compiled against (setup.py defines the macros).
+cdef extern from *:
+    """
+    #ifndef HOGX_BOOK_PXD_DIGEST
+    #define HOGX_BOOK_PXD_DIGEST ""
+    #endif
+    #ifndef HOGX_CLEARING_PXD_DIGEST
+    #define HOGX_CLEARING_PXD_DIGEST ""
+    #endif
+    """
+    const char* HOGX_BOOK_PXD_DIGEST
+    const char* HOGX_CLEARING_PXD_DIGEST
+
+BUILT_AGAINST = {
+    "matching_engine.compiled_book": HOGX_BOOK_PXD_DIGEST.decode("ascii"),
+    "clearing.compiled_clearing": HOGX_CLEARING_PXD_DIGEST.decode("ascii"),
+}
+
+
+def check_interfaces(*modules):
+    """ImportError unless each module was built from the same .pxd as this one was compiled
+    against. Cython checks only the sizes of the classes cimported; a method table that changed
+    while the sizes did not (one module rebuilt, not the other) would send this module's C calls
+    to the wrong methods. Refusing to load, core.py runs its Python trading path instead."""
+    for module in modules:
+        expected = BUILT_AGAINST[module.__name__]
+        if getattr(module, "PXD_DIGEST", None) != expected:
+            raise ImportError(
+                f"exchange.compiled_core was compiled against another {module.__name__} .pxd "
+                f"than the built {module.__name__}: rebuild them together (pip install -e .)"
+            )
+
+
+check_interfaces(_compiled_book, _compiled_clearing)
 
 
 def bind(market_class, max_client_order_id_length, halt_reason, short_of_message):

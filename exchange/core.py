@@ -1265,7 +1265,8 @@ if not TYPE_CHECKING:  # the type checker reads the Python class: the compiled o
         from exchange import compiled_core
 
         # ImportError too when a field it reads in place is no slot of `Market` any more, or
-        # when `clearing.compiled_clearing`, whose `Risk` it calls in C, was not built;
+        # when `clearing.compiled_clearing` or `matching_engine.compiled_book`, which it calls
+        # in C, was not built or was built from another .pxd (`check_interfaces`);
         # AttributeError when the built module is older than this file (`pip install -e .`);
         # ValueError when a compiled clearing class is smaller than when this module was built
         # (Cython's size check on the classes it cimports, in compiled_clearing.pxd).

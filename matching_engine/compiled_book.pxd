@@ -15,10 +15,11 @@ A module that cimports this one is compiled against this file: the classes' size
 offsets, and the order of the C methods in their method tables. Changing it means rebuilding
 those modules too. `setup.py` (`pip install -e .`) does: cythonize tracks this file as a
 dependency of every .pyx that cimports it. For a module built on its own (compiled_book rebuilt,
-compiled_core not), the only check is Cython's size check when the importer loads: a ValueError
-if a class is now smaller than the importer was built for, a warning if larger. Nothing checks
-the method tables: a change to the C methods that keeps the sizes goes unnoticed until a call
-lands in the wrong one. So rebuild through setup.py.
+compiled_core not), Cython checks only the classes' sizes when the importer loads (a ValueError
+if a class is now smaller than the importer was built for, a warning if larger), not the method
+tables. So setup.py compiles both with the SHA-256 of this file, and compiled_core refuses to
+load beside a compiled_book built from another (`check_interfaces`): the Python trading path
+runs instead of a C call landing in the wrong method.
 """
 
 cimport cython

@@ -1,4 +1,7 @@
 # The compiled twin of book.py (compiled_book.pyx) has book.py's interface exactly.
 from matching_engine.book import OrderBook as OrderBook
 
-__all__ = ["OrderBook"]
+# The SHA-256 of compiled_book.pxd it was built with (exchange/compiled_core.pyx checks it).
+PXD_DIGEST: str
+
+__all__ = ["PXD_DIGEST", "OrderBook"]

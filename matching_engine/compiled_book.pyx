@@ -80,6 +80,19 @@ cdef object _reject_message = reject_message
 cdef extern from "Python.h":
     PyObject* PyDict_SetDefault(object mapping, object key, object value) except NULL
 
+# The SHA-256 of compiled_book.pxd this module was built with (setup.py defines the macro):
+# compiled_core, compiled against the same file, refuses to load beside a module built from
+# another (exchange/compiled_core.pyx, `check_interfaces`). "" when built without setup.py.
+cdef extern from *:
+    """
+    #ifndef HOGX_BOOK_PXD_DIGEST
+    #define HOGX_BOOK_PXD_DIGEST ""
+    #endif
+    """
+    const char* HOGX_BOOK_PXD_DIGEST
+
+PXD_DIGEST = HOGX_BOOK_PXD_DIGEST.decode("ascii")
+
 cdef object _OrderRequest = OrderRequest
 cdef Py_ssize_t _ORDER_ID = slot_offset(OrderRequest, "order_id")
 cdef Py_ssize_t _PARTICIPANT_ID = slot_offset(OrderRequest, "participant_id")
