@@ -51,34 +51,49 @@ class Accounts:
     __slots__ = ("_balances", "_net_deposits")
 
     def __init__(self) -> None:
-        self._balances: dict[tuple[int, str], Balance] = {}
+        # participant_id -> {asset: Balance}: two lookups by keys whose hashes are free (an
+        # int, an interned str), where one (participant_id, asset) key was a tuple to build
+        # and hash on every movement
+        self._balances: dict[int, dict[str, Balance]] = {}
         self._net_deposits: dict[str, int] = {}
 
     # ------------------------------------------------------------------ queries
 
     def balance(self, participant_id: int, asset: str) -> Balance:
         """The live balance (created empty on first use); callers must not mutate it."""
-        key = (participant_id, asset)
-        balance = self._balances.get(key)
+        owned = self._balances.get(participant_id)
+        if owned is None:
+            owned = self._balances[participant_id] = {}
+        balance = owned.get(asset)
         if balance is None:
-            balance = self._balances[key] = Balance()
+            balance = owned[asset] = Balance()
         return balance
 
     def available(self, participant_id: int, asset: str) -> int:
-        balance = self._balances.get((participant_id, asset))
+        owned = self._balances.get(participant_id)
+        balance = owned.get(asset) if owned is not None else None
         return balance.available if balance is not None else 0
+
+    def _each(self) -> list[tuple[int, str, Balance]]:
+        """`(participant_id, asset, balance)` of every balance, in no particular order."""
+        return [
+            (participant_id, asset, balance)
+            for participant_id, owned in self._balances.items()
+            for asset, balance in owned.items()
+        ]
 
     def balances_of(self, participant_id: int) -> list[tuple[str, int, int]]:
         """`(asset, available, reserved)` of one participant, sorted by asset."""
-        return sorted(
-            (asset, b.available, b.reserved)
-            for (owner, asset), b in self._balances.items()
-            if owner == participant_id
-        )
+        owned = self._balances.get(participant_id, {})
+        return sorted((asset, b.available, b.reserved) for asset, b in owned.items())
 
     def reserved_by_account(self) -> dict[tuple[int, str], int]:
         """Every non-zero reserved amount, by (participant, asset)."""
-        return {key: b.reserved for key, b in self._balances.items() if b.reserved}
+        return {
+            (participant_id, asset): b.reserved
+            for participant_id, asset, b in self._each()
+            if b.reserved
+        }
 
     def net_deposits(self, asset: str) -> int:
         return self._net_deposits.get(asset, 0)
@@ -143,7 +158,7 @@ class Accounts:
     def check_invariants(self) -> None:
         """Every asset sums to its net deposits; no balance is negative. Raises AssertionError."""
         totals: dict[str, int] = {}
-        for (participant_id, asset), balance in self._balances.items():
+        for participant_id, asset, balance in self._each():
             assert balance.available >= 0, (participant_id, asset, balance.available)
             assert balance.reserved >= 0, (participant_id, asset, balance.reserved)
             totals[asset] = totals.get(asset, 0) + balance.available + balance.reserved
@@ -153,7 +168,8 @@ class Accounts:
     def state(self) -> AccountsState:
         balances = [
             BalanceState(participant_id, asset, b.available, b.reserved)
-            for (participant_id, asset), b in sorted(self._balances.items())
+            # (participant, asset) pairs are unique, so the sort never compares two balances
+            for participant_id, asset, b in sorted(self._each())
             if b.available or b.reserved
         ]
         return AccountsState(balances, dict(sorted(self._net_deposits.items())))
@@ -162,6 +178,7 @@ class Accounts:
     def from_state(cls, state: AccountsState) -> Accounts:
         accounts = cls()
         for b in state.balances:
-            accounts._balances[(b.participant_id, b.asset)] = Balance(b.available, b.reserved)
+            balance = accounts.balance(b.participant_id, b.asset)
+            balance.available, balance.reserved = b.available, b.reserved
         accounts._net_deposits = dict(state.net_deposits)
         return accounts

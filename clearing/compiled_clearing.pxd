@@ -28,12 +28,16 @@ cdef class Balance:
 
 
 cdef class Accounts:
+    # participant_id -> {asset: Balance}: two lookups by keys whose hashes are free (an int,
+    # an interned str), where one (participant_id, asset) key was a tuple to build and hash
+    # on every movement
     cdef public dict _balances
     cdef public dict _net_deposits
 
     cdef inline Balance _balance(self, object participant_id, object asset)
     cdef inline int _credit(self, object participant_id, object asset, object amount) except -1
     cdef inline object _available(self, object participant_id, object asset)
+    cdef list _each(self)
     cdef _deposit(self, object participant_id, object asset, object amount)
     cdef _withdraw(self, object participant_id, object asset, object amount)
 

@@ -95,12 +95,14 @@ cdef class Accounts:
     # ------------------------------------------------------------------ queries
 
     cdef inline Balance _balance(self, object participant_id, object asset):
-        key = (participant_id, asset)
-        found = self._balances.get(key)
+        owned = self._balances.get(participant_id)
+        if owned is None:
+            owned = self._balances[participant_id] = {}
+        found = (<dict>owned).get(asset)
         if found is not None:
             return <Balance>found
         cdef Balance balance = _new_balance(0, 0)
-        self._balances[key] = balance
+        (<dict>owned)[asset] = balance
         return balance
 
     cdef inline int _credit(self, object participant_id, object asset, object amount) except -1:
@@ -110,8 +112,19 @@ cdef class Accounts:
         return 0
 
     cdef inline object _available(self, object participant_id, object asset):
-        found = self._balances.get((participant_id, asset))
+        owned = self._balances.get(participant_id)
+        if owned is None:
+            return 0
+        found = (<dict>owned).get(asset)
         return (<Balance>found).available if found is not None else 0
+
+    cdef list _each(self):
+        """`(participant_id, asset, balance)` of every balance, in no particular order."""
+        found = []
+        for participant_id, owned in self._balances.items():
+            for asset, balance in (<dict>owned).items():
+                found.append((participant_id, asset, balance))
+        return found
 
     def balance(self, participant_id, asset):
         """The live balance (created empty on first use); callers must not mutate it."""
@@ -124,10 +137,9 @@ cdef class Accounts:
         """`(asset, available, reserved)` of one participant, sorted by asset."""
         cdef Balance b
         found = []
-        for (owner, asset), value in self._balances.items():
-            if owner == participant_id:
-                b = <Balance>value
-                found.append((asset, b.available, b.reserved))
+        for asset, value in self._balances.get(participant_id, {}).items():
+            b = <Balance>value
+            found.append((asset, b.available, b.reserved))
         found.sort()
         return found
 
@@ -135,10 +147,10 @@ cdef class Accounts:
         """Every non-zero reserved amount, by (participant, asset)."""
         cdef Balance b
         found = {}
-        for key, value in self._balances.items():
+        for participant_id, asset, value in self._each():
             b = <Balance>value
             if b.reserved:
-                found[key] = b.reserved
+                found[(participant_id, asset)] = b.reserved
         return found
 
     def net_deposits(self, asset):
@@ -211,7 +223,7 @@ cdef class Accounts:
         """Every asset sums to its net deposits; no balance is negative. Raises AssertionError."""
         cdef Balance balance
         totals = {}
-        for (participant_id, asset), value in self._balances.items():
+        for participant_id, asset, value in self._each():
             balance = <Balance>value
             assert balance.available >= 0, (participant_id, asset, balance.available)
             assert balance.reserved >= 0, (participant_id, asset, balance.reserved)
@@ -222,7 +234,8 @@ cdef class Accounts:
     def state(self):
         cdef Balance b
         balances = []
-        for (participant_id, asset), value in sorted(self._balances.items()):
+        # (participant, asset) pairs are unique, so the sort never compares two balances
+        for participant_id, asset, value in sorted(self._each()):
             b = <Balance>value
             if b.available or b.reserved:
                 balances.append(_BalanceState(participant_id, asset, b.available, b.reserved))
@@ -231,10 +244,11 @@ cdef class Accounts:
     @classmethod
     def from_state(cls, state):
         cdef Accounts accounts = cls()
+        cdef Balance balance
         for b in state.balances:
-            accounts._balances[(b.participant_id, b.asset)] = _new_balance(
-                b.available, b.reserved
-            )
+            balance = accounts._balance(b.participant_id, b.asset)
+            balance.available = b.available
+            balance.reserved = b.reserved
         accounts._net_deposits = dict(state.net_deposits)
         return accounts
 

@@ -330,7 +330,11 @@ class PythonVersusCompiled(RuleBasedStateMachine):
         query("state()", lambda a, r: (a.state(), r.state()))
         query(
             "every balance, empty ones too",
-            lambda a, r: sorted((k, b.available, b.reserved) for k, b in a._balances.items()),
+            lambda a, r: sorted(
+                (p, k, b.available, b.reserved)
+                for p, owned in a._balances.items()
+                for k, b in owned.items()
+            ),
         )
         query(
             "every hold",
@@ -402,3 +406,4 @@ def test_the_exchange_ends_in_the_same_state_with_the_same_events_on_either_clea
     )
     assert (python[1], compiled[1]) == ("python", "compiled")
     assert python[0] == compiled[0] and python[2:] == compiled[2:]
+
