@@ -799,7 +799,7 @@ cdef class CompiledTradingPath:
             lineage.transfer(trade_id, seller, buyer, symbol, lots)
             return
         cdef dict holdings = lineage.holdings
-        queue = holdings[(seller, symbol)]
+        queue = holdings[seller][symbol]
         cdef list entry = queue[0]
         if not entry[1] >= lots:
             lineage.transfer(trade_id, seller, buyer, symbol, lots)
@@ -809,10 +809,12 @@ cdef class CompiledTradingPath:
         if entry[1] == 0:
             queue.popleft()
         # Lineage.credit:
-        key = (buyer, symbol)
-        credited = holdings.get(key)
+        queues = holdings.get(buyer)
+        if queues is None:
+            queues = holdings[buyer] = {}
+        credited = (<dict?>queues).get(symbol)
         if credited is None:
-            credited = holdings[key] = _deque()
+            credited = (<dict>queues)[symbol] = _deque()
         if credited and credited[-1][0] == receipt_id:
             credited[-1][1] += lots
         else:

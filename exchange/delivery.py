@@ -71,13 +71,23 @@ class Lineage:
     def __init__(self) -> None:
         self.receipts: dict[int, Receipt] = {}
         self.releases: dict[int, Release] = {}
-        self.holdings: dict[tuple[int, str], Queue] = {}
+        # owner -> {symbol: queue}: keyed as `Accounts` keys balances, so that a trade's two
+        # lookups build no (owner, symbol) tuple to hash
+        self.holdings: dict[int, dict[str, Queue]] = {}
         self.trade_lots: dict[int, list[tuple[int, int]]] = {}
 
-    def credit(self, owner: int, symbol: str, receipt_id: int, lots: int) -> None:
-        queue = self.holdings.get((owner, symbol))
+    def queue(self, owner: int, symbol: str) -> Queue:
+        """The owner's queue of `symbol` lots, created empty on first use."""
+        queues = self.holdings.get(owner)
+        if queues is None:
+            queues = self.holdings[owner] = {}
+        queue = queues.get(symbol)
         if queue is None:
-            queue = self.holdings[(owner, symbol)] = deque()
+            queue = queues[symbol] = deque()
+        return queue
+
+    def credit(self, owner: int, symbol: str, receipt_id: int, lots: int) -> None:
+        queue = self.queue(owner, symbol)
         if queue and queue[-1][0] == receipt_id:
             queue[-1][1] += lots
         else:
@@ -85,7 +95,7 @@ class Lineage:
 
     def debit(self, owner: int, symbol: str, lots: int) -> list[tuple[int, int]]:
         """Take `lots` from the front of the owner's queue; the (receipt, lots) taken."""
-        queue = self.holdings[(owner, symbol)]
+        queue = self.holdings[owner][symbol]
         taken: list[tuple[int, int]] = []
         while lots:
             entry = queue[0]
@@ -102,7 +112,7 @@ class Lineage:
 
     def transfer(self, trade_id: int, seller: int, buyer: int, symbol: str, lots: int) -> None:
         """A trade's goods: FIFO from the seller's queue to the back of the buyer's."""
-        queue = self.holdings[(seller, symbol)]
+        queue = self.holdings[seller][symbol]
         entry = queue[0]
         if entry[1] >= lots:  # the usual case, once per trade: one receipt covers the lots
             receipt_id = entry[0]
@@ -120,7 +130,7 @@ class Lineage:
             self.trade_lots[trade_id] = taken
 
     def held(self, owner: int, symbol: str) -> int:
-        return sum(entry[1] for entry in self.holdings.get((owner, symbol), ()))
+        return sum(entry[1] for entry in self.holdings.get(owner, {}).get(symbol, ()))
 
     def state(self) -> LineageState:
         return LineageState(
@@ -128,7 +138,8 @@ class Lineage:
             [self.releases[i] for i in sorted(self.releases)],
             [
                 (owner, symbol, [(e[0], e[1]) for e in queue])
-                for (owner, symbol), queue in sorted(self.holdings.items())
+                for owner, queues in sorted(self.holdings.items())
+                for symbol, queue in sorted(queues.items())
                 if queue
             ],
             dict(sorted(self.trade_lots.items())),
@@ -140,7 +151,7 @@ class Lineage:
         lineage.receipts = {r.receipt_id: r for r in state.receipts}
         lineage.releases = {r.release_id: r for r in state.releases}
         for owner, symbol, queue in state.holdings:
-            lineage.holdings[(owner, symbol)] = deque([receipt, lots] for receipt, lots in queue)
+            lineage.queue(owner, symbol).extend([receipt, lots] for receipt, lots in queue)
         lineage.trade_lots = {k: list(v) for k, v in state.trade_lots.items()}
         return lineage
 
