@@ -17,12 +17,16 @@ What differs is dispatch, never arithmetic:
   the calls between them (a hold looking up its balance, a settlement crediting accounts, the
   cash a buy must hold) are C calls instead of Python method calls.
 * Amounts stay Python ints (`object`), so they keep Python's arbitrary precision: a balance is
-  an unbounded sum, and nothing here ever wraps.
+  an unbounded sum, and nothing here ever wraps. Only the products (notional, fees, the cash a
+  buy holds) are worked out in C, and only when every factor is an `int` in 0..2**63-1 and no
+  step overflows (checked by the compiler's overflow builtins); any other case takes the same
+  Python expression as risk.py. Non-negative operands make C's division Python's floor.
 * `Balance` and `Hold` are not tracked by the cyclic garbage collector: they only refer to
   ints, strings and (a hold) its balance, so they can never be part of a cycle.
 """
 
 cimport cython
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 
 from clearing.accounts import (
     CASH,
@@ -58,9 +62,54 @@ cdef object _RiskState = RiskState
 cdef object _Settlement = Settlement
 
 
+cdef long long _C_BPS = BPS
+
+cdef extern from *:
+    # GCC and Clang builtins: the exact result's low bits in `out`, true when it overflowed
+    bint _mul_overflows "__builtin_mul_overflow" (long long a, long long b, long long *out) nogil
+    bint _add_overflows "__builtin_add_overflow" (long long a, long long b, long long *out) nogil
+
+
+cdef inline bint _small(object value, long long *out) noexcept:
+    """True, with `value` in `out`, when `value` is an `int` in 0..2**63-1 (not a bool, not
+    negative: the C paths below are exact only there)."""
+    cdef int overflow = 0
+    if type(value) is not int:
+        return False
+    out[0] = PyLong_AsLongLongAndOverflow(value, &overflow)  # an int: it cannot fail
+    return overflow == 0 and out[0] >= 0
+
+
+cdef inline object _notional(object price, object quantity, object lot_size):
+    """`price * quantity * lot_size`."""
+    cdef long long p, q, l, pq, n
+    if (
+        _small(price, &p) and _small(quantity, &q) and _small(lot_size, &l)
+        and not _mul_overflows(p, q, &pq) and not _mul_overflows(pq, l, &n)
+    ):
+        return n
+    return price * quantity * lot_size
+
+
+cdef inline object _fee(object notional, object fee_bps):
+    """`risk.fee_vnd`: `notional * fee_bps // BPS`."""
+    cdef long long n, b, product
+    if _small(notional, &n) and _small(fee_bps, &b) and not _mul_overflows(n, b, &product):
+        return product // _C_BPS
+    return notional * fee_bps // _BPS
+
+
 cdef inline object _cash_to_hold(object price, object quantity, object lot_size,
                                  object max_fee_bps):
     """`risk.cash_to_hold`: notional plus the largest fee (`risk.fee_vnd`), rounded down."""
+    cdef long long p, q, l, f, pq, n, nf, total
+    if (
+        _small(price, &p) and _small(quantity, &q) and _small(lot_size, &l)
+        and _small(max_fee_bps, &f)
+        and not _mul_overflows(p, q, &pq) and not _mul_overflows(pq, l, &n)
+        and not _mul_overflows(n, f, &nf) and not _add_overflows(n, nf // _C_BPS, &total)
+    ):
+        return total
     notional = price * quantity * lot_size
     return notional + notional * max_fee_bps // _BPS
 
@@ -415,9 +464,9 @@ cdef class Risk:
         cdef Hold buy_hold = self._holds[buy_order_id]
         cdef Hold sell_hold = self._holds[sell_order_id]
         buyer, seller = buy_hold.participant_id, sell_hold.participant_id
-        notional = price * quantity * lot_size
-        buyer_fee = notional * buyer_fee_bps // _BPS
-        seller_fee = notional * seller_fee_bps // _BPS
+        notional = _notional(price, quantity, lot_size)
+        buyer_fee = _fee(notional, buyer_fee_bps)
+        seller_fee = _fee(notional, seller_fee_bps)
 
         # Payment: the buyer's held cash pays the seller (net of the seller's fee) and the
         # exchange's fee account; what the hold no longer needs goes back to the buyer.

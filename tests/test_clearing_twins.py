@@ -407,3 +407,49 @@ def test_the_exchange_ends_in_the_same_state_with_the_same_events_on_either_clea
     assert (python[1], compiled[1]) == ("python", "compiled")
     assert python[0] == compiled[0] and python[2:] == compiled[2:]
 
+
+# Where the compiled clearing's C arithmetic hands over to Python's: the products fit in int64,
+# or one step (price x quantity, x lot size, x fee, the fee added) just does not.
+INT64_MAX = 2**63 - 1
+EDGES = [
+    (INT64_MAX, 1, 1, 0),  # the notional is int64's largest
+    (INT64_MAX // 10, 10, 1, 0),  # price x quantity fits; x lot size:
+    (INT64_MAX // 10, 5, 2, 0),
+    (INT64_MAX // 10 + 1, 10, 1, 0),  # price x quantity overflows by one step
+    (2**31, 2**31, 2, 0),  # the lot size step overflows
+    (2**31, 2**30, 2, 1),  # x fee fits
+    (2**31, 2**31, 2, 1),  # x fee overflows at the fee step
+    (INT64_MAX // 10_001, 1, 1, 1),  # the fee added stays within int64
+    (INT64_MAX - 1, 1, 1, 10_000),  # the fee step overflows
+    (INT64_MAX - 1, 1, 1, 1),  # x fee fits; notional + fee overflows
+    (2**63, 1, 1, 30),  # a factor beyond int64
+    (7, 3, 100, 30),  # the usual case
+]
+
+
+@pytest.mark.skipif(SKIP_COMPILED, reason=NOT_BUILT)
+@pytest.mark.parametrize(("price", "quantity", "lot_size", "fee_bps"), EDGES)
+def test_holds_and_settlements_are_exact_where_c_arithmetic_hands_over_to_python(
+    price: int, quantity: int, lot_size: int, fee_bps: int
+) -> None:
+    """The cash a buy holds and a full fill's settlement: equal on both twins, and equal to
+    risk.py's arbitrary-precision arithmetic, on each side of every int64 overflow."""
+    fees = FeeSchedule(fee_bps, fee_bps)
+    answers = []
+    twins = ((PythonAccounts, PythonRisk), (CompiledAccounts, CompiledRisk))
+    for accounts_type, risk_type in twins:
+        accounts = accounts_type()
+        risk = risk_type(accounts)
+        accounts.deposit(1, CASH, 2**130)
+        accounts.deposit(2, "HOG", quantity)
+        held = risk.hold_for_buy(10, 1, price, quantity, lot_size, fees)
+        assert held == cash_to_hold(price, quantity, lot_size, fee_bps)
+        risk.hold_for_sell(11, 2, "HOG", quantity)
+        settlement = risk.settle(
+            "HOG", 1, 10, 11, price, quantity, 0, lot_size, fee_bps, fee_bps, fee_bps
+        )
+        answers.append((held, settlement, accounts.state(), risk.state()))
+    assert answers[0] == answers[1]
+    notional = price * quantity * lot_size
+    assert answers[0][1].notional_vnd == notional
+    assert answers[0][1].buyer_fee_vnd == notional * fee_bps // 10_000
