@@ -423,19 +423,23 @@ cdef class CompiledTradingPath:
         price = get_field(command, PLACE_PRICE)
         quantity = get_field(command, PLACE_QUANTITY)
         time_in_force = get_field(command, PLACE_TIME_IN_FORCE)
-        request = _OrderRequest(
-            order_id,
-            participant_id,
-            side,
-            price,
-            quantity,
-            get_field(command, PLACE_ORDER_TYPE),
-            time_in_force,
-            get_field(command, PLACE_POST_ONLY),
-            get_field(command, PLACE_ALL_OR_NONE),
-        )
-        if type(book) is CompiledBook:
-            code = (<CompiledBook>book).validate_c(request)
+        order_type = get_field(command, PLACE_ORDER_TYPE)
+        post_only = get_field(command, PLACE_POST_ONLY)
+        all_or_none = get_field(command, PLACE_ALL_OR_NONE)
+        # The compiled book places an order in continuous trading from its fields as they are:
+        # no `OrderRequest` is built for it. Its call phases (cold) and any other book (book.py's,
+        # a subclass, whose Python methods must run) take the request.
+        cdef bint compiled_book = type(book) is CompiledBook
+        request = None
+        if not compiled_book or session is not CONTINUOUS:
+            request = _OrderRequest(
+                order_id, participant_id, side, price, quantity, order_type, time_in_force,
+                post_only, all_or_none,
+            )
+        if compiled_book:
+            code = (<CompiledBook>book).validate_fields_c(
+                order_id, price, quantity, order_type is MARKET, time_in_force, post_only
+            )
         else:
             code = book.validate(request)
         if (
@@ -450,9 +454,12 @@ cdef class CompiledTradingPath:
         if hold_event is None:
             return _rejected("INSUFFICIENT_FUNDS", short_of(side, symbol))
 
-        if type(book) is CompiledBook:
+        if compiled_book:
             if session is CONTINUOUS:
-                engine_events = (<CompiledBook>book).place_c(request, True)
+                engine_events = (<CompiledBook>book).place_fields_c(
+                    order_id, participant_id, side, price, quantity, order_type, time_in_force,
+                    post_only, all_or_none, True,
+                )
             else:  # a call phase: the order waits for the auction
                 engine_events = (<CompiledBook>book).rest_c(request)
         elif session is CONTINUOUS:

@@ -78,10 +78,20 @@ cdef class OrderBook:
     cdef list rest_c(self, object request)
     cdef object order_c(self, object order_id)
     cdef object amend_error_c(self, object order_id, object price, object quantity)
+    # place_c and validate_c on an order's fields, without an `OrderRequest` to carry them:
+    # the compiled core places every order through these, and builds no request
+    cdef list place_fields_c(
+        self, object order_id, object participant_id, object side, object price,
+        object quantity, object order_type, object tif, object post_only, object all_or_none,
+        bint validated,
+    )
+    cdef object validate_fields_c(
+        self, object order_id, object price, object quantity, bint is_market, object tif,
+        object post_only,
+    )
 
     # Private to compiled_book.pyx.
     cdef void _copy_rules(self, rules) except *
-    cdef object _validate(self, order_id, price, quantity, bint is_market, tif, post_only)
     cdef object _price_error(self, price)
     cdef object _quantity_error(self, quantity)
     cdef object _not_open_code(self, order_id)

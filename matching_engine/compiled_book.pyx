@@ -249,19 +249,28 @@ cdef class OrderBook:
     cdef list place_c(self, object request, bint validated):
         if type(request) is not _OrderRequest:
             request = _exact_request(request)
-        order_id = get_field(request, _ORDER_ID)
-        participant_id = get_field(request, _PARTICIPANT_ID)
-        side = get_field(request, _SIDE)
-        price = get_field(request, _PRICE)
-        quantity = get_field(request, _QUANTITY)
-        order_type = get_field(request, _ORDER_TYPE)
-        tif = get_field(request, _TIME_IN_FORCE)
-        post_only = get_field(request, _POST_ONLY)
-        all_or_none = get_field(request, _ALL_OR_NONE)
+        return self.place_fields_c(
+            get_field(request, _ORDER_ID),
+            get_field(request, _PARTICIPANT_ID),
+            get_field(request, _SIDE),
+            get_field(request, _PRICE),
+            get_field(request, _QUANTITY),
+            get_field(request, _ORDER_TYPE),
+            get_field(request, _TIME_IN_FORCE),
+            get_field(request, _POST_ONLY),
+            get_field(request, _ALL_OR_NONE),
+            validated,
+        )
+
+    cdef list place_fields_c(
+        self, object order_id, object participant_id, object side, object price,
+        object quantity, object order_type, object tif, object post_only, object all_or_none,
+        bint validated,
+    ):
         cdef bint is_market = order_type is MARKET
         code = None
         if not validated:
-            code = self._validate(order_id, price, quantity, is_market, tif, post_only)
+            code = self.validate_fields_c(order_id, price, quantity, is_market, tif, post_only)
         if code is None and post_only and self._would_trade(
             side is BUY, 0 if price is None else price, participant_id, quantity
         ):
@@ -308,7 +317,7 @@ cdef class OrderBook:
         # instructions (callgrind), for the six fields every order is checked on.
         if type(request) is not _OrderRequest:
             request = _exact_request(request)
-        return self._validate(
+        return self.validate_fields_c(
             get_field(request, _ORDER_ID),
             get_field(request, _PRICE),
             get_field(request, _QUANTITY),
@@ -317,8 +326,9 @@ cdef class OrderBook:
             get_field(request, _POST_ONLY),
         )
 
-    cdef object _validate(
-        self, order_id, price, quantity, bint is_market, tif, post_only
+    cdef object validate_fields_c(
+        self, object order_id, object price, object quantity, bint is_market, object tif,
+        object post_only,
     ):
         # Contradictory fields first (one code, INVALID_ORDER), then price, size and id.
         if post_only:
