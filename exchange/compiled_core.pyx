@@ -222,9 +222,17 @@ def check_interfaces(*modules):
     """ImportError unless each module was built from the same .pxd as this one was compiled
     against. Cython checks only the sizes of the classes cimported; a method table that changed
     while the sizes did not (one module rebuilt, not the other) would send this module's C calls
-    to the wrong methods. Refusing to load, core.py runs its Python trading path instead."""
+    to the wrong methods. Refusing to load, core.py runs its Python trading path instead.
+
+    An empty digest (a module compiled without setup.py, which defines it) proves nothing: two
+    such modules would agree whatever their .pxd files said, so it is refused too."""
     for module in modules:
         expected = BUILT_AGAINST[module.__name__]
+        if not expected:
+            raise ImportError(
+                f"exchange.compiled_core was built without recording the {module.__name__} "
+                f".pxd it was compiled against: rebuild them together (pip install -e .)"
+            )
         if getattr(module, "PXD_DIGEST", None) != expected:
             raise ImportError(
                 f"exchange.compiled_core was compiled against another {module.__name__} .pxd "

@@ -54,3 +54,18 @@ def test_the_core_refuses_a_module_built_from_another_interface(name: str) -> No
     built_before_the_check = SimpleNamespace(__name__=name)  # no digest at all
     with pytest.raises(ImportError, match="rebuild them together"):
         compiled_core.check_interfaces(built_before_the_check)
+
+
+@pytest.mark.parametrize("name", sorted(INTERFACES))
+def test_the_core_refuses_a_module_whose_build_recorded_no_interface(name: str) -> None:
+    """Built without setup.py, a module's digest is "": were the core built so too, the two
+    empty digests would match whatever their .pxd files said. An empty one never matches."""
+    assert compiled_core is not None
+    unrecorded = SimpleNamespace(__name__=name, PXD_DIGEST="")
+    built_against = compiled_core.BUILT_AGAINST[name]
+    try:
+        compiled_core.BUILT_AGAINST[name] = ""  # as if the core had been built without setup.py
+        with pytest.raises(ImportError, match="rebuild them together"):
+            compiled_core.check_interfaces(unrecorded)
+    finally:
+        compiled_core.BUILT_AGAINST[name] = built_against
