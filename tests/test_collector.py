@@ -4,6 +4,9 @@ were, and a replay, which runs with the collector paused, leaves no cyclic garba
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,3 +121,22 @@ def test_loading_a_snapshot_pauses_the_collector_and_makes_no_cyclic_garbage(
     assert gc.isenabled()
     gc.collect()
     assert [type(thing).__name__ for thing in gc.garbage] == []
+
+
+def test_server_start_up_walks_what_it_replayed_once_then_freezes_it(tmp_path: Path) -> None:
+    """The server keeps the collector paused from its replay until `keep_for_good`, whose one
+    full collection is then the only one start-up runs. Re-enabled at the replay's end, the
+    collector would first walk everything the replay built (all of it still in the young
+    generation) and then run young collections through the rest of start-up."""
+    session = small_session(tmp_path, seed=9, orders=3_000, snapshot=False)
+    assert session.last_sequence > 3_000
+    child = Path(__file__).with_name("startup_collections_child.py")
+    result = subprocess.run(
+        [sys.executable, str(child), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    generations = json.loads(result.stdout.splitlines()[-1])
+    assert generations == [2], f"collections while starting, by generation: {generations}"
