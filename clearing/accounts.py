@@ -51,9 +51,9 @@ class Accounts:
     __slots__ = ("_balances", "_net_deposits")
 
     def __init__(self) -> None:
-        # participant_id -> {asset: Balance}: two lookups by keys whose hashes are free (an
-        # int, an interned str), where one (participant_id, asset) key was a tuple to build
-        # and hash on every movement
+        # participant_id -> {asset: Balance}: two lookups by keys that hash cheaply (an int
+        # is its own hash, a str keeps its hash once computed), where one (participant_id,
+        # asset) key was a new tuple to build and hash on every movement
         self._balances: dict[int, dict[str, Balance]] = {}
         self._net_deposits: dict[str, int] = {}
 

@@ -28,9 +28,9 @@ cdef class Balance:
 
 
 cdef class Accounts:
-    # participant_id -> {asset: Balance}: two lookups by keys whose hashes are free (an int,
-    # an interned str), where one (participant_id, asset) key was a tuple to build and hash
-    # on every movement
+    # participant_id -> {asset: Balance}: two lookups by keys that hash cheaply (an int is
+    # its own hash, a str keeps its hash once computed), where one (participant_id, asset) key
+    # was a new tuple to build and hash on every movement
     cdef public dict _balances
     cdef public dict _net_deposits
 
