@@ -11,7 +11,7 @@ same `state()` after every operation, and the same core digest over a seeded ses
 journal replays to the same state whichever runs it. The state structs, `FeeSchedule`, `CASH`
 and `FEE_ACCOUNT` are defined once, in the .py modules, and imported here.
 
-What differs is dispatch, never arithmetic:
+What differs is how, never what: the same decisions and the same exact integers.
 
 * The classes are `cdef class`es whose fields are read and written as C struct members, and
   the calls between them (a hold looking up its balance, a settlement crediting accounts, the
@@ -71,8 +71,9 @@ cdef extern from *:
 
 
 cdef inline bint _small(object value, long long *out) noexcept:
-    """True, with `value` in `out`, when `value` is an `int` in 0..2**63-1 (not a bool, not
-    negative: the C paths below are exact only there)."""
+    """True, with `value` in `out`, when `value` is exactly an `int` (no bool or other subclass:
+    those keep Python's own arithmetic) in 0..2**63-1 (non-negative: there C's division is
+    Python's floor division)."""
     cdef int overflow = 0
     if type(value) is not int:
         return False

@@ -79,7 +79,8 @@ cdef class OrderBook:
     cdef object order_c(self, object order_id)
     cdef object amend_error_c(self, object order_id, object price, object quantity)
     # place_c and validate_c on an order's fields, without an `OrderRequest` to carry them:
-    # the compiled core places every order through these, and builds no request
+    # the compiled core places an order in continuous trading through these, and builds no
+    # request for it (a call phase's order still goes to rest_c as a request)
     cdef list place_fields_c(
         self, object order_id, object participant_id, object side, object price,
         object quantity, object order_type, object tif, object post_only, object all_or_none,

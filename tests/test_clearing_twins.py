@@ -418,7 +418,7 @@ EDGES = [
     (INT64_MAX // 10 + 1, 10, 1, 0),  # price x quantity overflows by one step
     (2**31, 2**31, 2, 0),  # the lot size step overflows
     (2**31, 2**30, 2, 1),  # x fee fits
-    (2**31, 2**31, 2, 1),  # x fee overflows at the fee step
+    (2**31, 2**30, 2, 2),  # x fee overflows at the fee step (the notional is 2**62)
     (INT64_MAX // 10_001, 1, 1, 1),  # the fee added stays within int64
     (INT64_MAX - 1, 1, 1, 10_000),  # the fee step overflows
     (INT64_MAX - 1, 1, 1, 1),  # x fee fits; notional + fee overflows
@@ -453,3 +453,36 @@ def test_holds_and_settlements_are_exact_where_c_arithmetic_hands_over_to_python
     notional = price * quantity * lot_size
     assert answers[0][1].notional_vnd == notional
     assert answers[0][1].buyer_fee_vnd == notional * fee_bps // 10_000
+
+
+ODD_OPERANDS = [
+    (0, 5, 100, 30),  # a zero factor
+    (5, 0, 100, 30),
+    (-1, 5, 100, 30),  # negative: C's division would truncate where Python's floors
+    (5, 3, 100, -7),
+    (True, 5, 100, 30),  # a bool is an int, but not exactly
+    (5, -(2**64), 1, 0),  # beyond 64 bits, negative
+    (2**63 - 1, 2**63 - 1, 1, 0),
+]
+
+
+@pytest.mark.skipif(SKIP_COMPILED, reason=NOT_BUILT)
+@pytest.mark.parametrize(("price", "quantity", "lot_size", "fee_bps"), ODD_OPERANDS)
+def test_odd_operands_get_the_same_answer_from_both_twins(
+    price: int, quantity: int, lot_size: int, fee_bps: int
+) -> None:
+    """What the C path must leave to Python (zero, negative, bool, beyond int64): the hold a
+    buy asks for comes out the same, or fails the same way, on either twin."""
+    fees = FeeSchedule(fee_bps, fee_bps)
+    outcomes = []
+    twins = ((PythonAccounts, PythonRisk), (CompiledAccounts, CompiledRisk))
+    for accounts_type, risk_type in twins:
+        accounts = accounts_type()
+        risk = risk_type(accounts)
+        accounts.deposit(1, CASH, 2**130)
+        try:
+            outcome: object = risk.hold_for_buy(10, 1, price, quantity, lot_size, fees)
+        except Exception as error:  # its type and arguments are compared
+            outcome = (type(error), error.args)
+        outcomes.append((outcome, accounts.state(), risk.state()))
+    assert outcomes[0] == outcomes[1]
