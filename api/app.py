@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,9 @@ def create_app(settings: Settings) -> FastAPI:
         # freezes. A replay leaves all it built in the young generation: the first automatic
         # collection after it would walk all of that once more before keep_for_good does
         # (0.16 s after replaying the 200,103 records of benchmarks.core, on 2026-12-07).
-        with paused():
+        # Embedded only: a cluster node's start waits on NATS, retried for as long as it is
+        # down, and what is thrown away meanwhile must not pile up uncollected.
+        with paused() if settings.cluster is None else nullcontext():
             report = await exchange.start()
             try:  # migrate here, once, before the writer process starts (if the database is up)
                 await asyncio.to_thread(ledger.ensure_ready)

@@ -83,8 +83,8 @@ def paused() -> Iterator[None]:
 def keep_for_good() -> None:
     """What start-up built lives as long as the process: move it out of every collection.
 
-    Call it with the collector still paused since the replay (as the server's start-up does,
-    api/app.py): then this one full collection is the only walk of the replayed state, which a
-    replay leaves in the young generation."""
+    Call it with the collector still paused since the replay (as the embedded server's start-up
+    does, api/app.py): then this one full collection is the only walk of the replayed state,
+    which a replay leaves in the young generation."""
     gc.collect()
     gc.freeze()

@@ -29,6 +29,7 @@ def main(data_dir: Path) -> None:
             generations.append(info["generation"])
 
     async def start_and_stop() -> None:
+        gc.collect()  # what importing and building the app left: not start-up's
         gc.callbacks.append(watch)
         try:
             async with app.router.lifespan_context(app):

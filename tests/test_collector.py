@@ -124,8 +124,9 @@ def test_loading_a_snapshot_pauses_the_collector_and_makes_no_cyclic_garbage(
 
 
 def test_server_start_up_walks_what_it_replayed_once_then_freezes_it(tmp_path: Path) -> None:
-    """The server keeps the collector paused from its replay until `keep_for_good`, whose one
-    full collection is then the only one start-up runs. Re-enabled at the replay's end, the
+    """The server (embedded: a cluster node's start waits on NATS, and is not paused) keeps the
+    collector paused from its replay until `keep_for_good`, whose one full collection is then
+    the only one start-up runs. Re-enabled at the replay's end, the
     collector would first walk everything the replay built (all of it still in the young
     generation) and then run young collections through the rest of start-up."""
     session = small_session(tmp_path, seed=9, orders=3_000, snapshot=False)
