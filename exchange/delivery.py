@@ -151,7 +151,8 @@ class Lineage:
         lineage.receipts = {r.receipt_id: r for r in state.receipts}
         lineage.releases = {r.release_id: r for r in state.releases}
         for owner, symbol, queue in state.holdings:
-            lineage.queue(owner, symbol).extend([receipt, lots] for receipt, lots in queue)
+            queues = lineage.holdings.setdefault(owner, {})
+            queues[symbol] = deque([receipt, lots] for receipt, lots in queue)
         lineage.trade_lots = {k: list(v) for k, v in state.trade_lots.items()}
         return lineage
 
