@@ -34,6 +34,7 @@ from api.schemas import MAX_BODY_BYTES, HealthOut
 from api.ws import flush_forever
 from clearing.ledger import Ledger, default_database_url
 from exchange import commands as c
+from exchange.cancellation import cancel_and_wait
 from exchange.cluster import ClusterConfig
 from exchange.collector import collecting_seldom, keep_for_good, paused
 from exchange.command_service import serve_commands, stop_serving
@@ -194,10 +195,8 @@ def create_app(settings: Settings) -> FastAPI:
                     await bridge.stop()  # before the exchange stops: requests in flight get answers
                 for subscription in subscriptions:
                     await stop_serving(subscription)
-                for task in leader_tasks:
-                    task.cancel()
-                flusher.cancel()
-                heads_publisher.cancel()
+                for task in (*leader_tasks, flusher, heads_publisher):
+                    await cancel_and_wait(task)  # ended before what they use closes
                 book_history.close()
                 await exchange.stop()
                 await ledger_process.stop()  # what it could not write, it catches up next time

@@ -58,6 +58,7 @@ from api.shard_router import decode_cursor as decode_shard_cursor
 from api.shard_router import encode_cursor as encode_shard_cursor
 from api.transfers import TransferCoordinator
 from exchange import commands as c
+from exchange.cancellation import cancel_and_wait
 from exchange.cluster import DEFAULT_SHARD, servers
 from exchange.command_service import ShardUnavailable, submit_to_shard
 from exchange.commands import Command, decode_command
@@ -287,8 +288,10 @@ class Gateway:
         try:
             await asyncio.gather(*tasks)
         finally:
+            # Ended, not only told to end: `close` shuts NATS next, and a follower still
+            # running would fail on the closed connection (and say so) or die unfinished.
             for task in tasks:
-                task.cancel()
+                await cancel_and_wait(task)
 
     async def _keep_following(self, nc: NATS, feed: ShardFeed) -> None:
         last_error = ""
@@ -556,9 +559,8 @@ def create_gateway(settings: GatewaySettings) -> FastAPI:
         try:
             yield
         finally:
-            running.cancel()
-            for flusher in flushers:
-                flusher.cancel()
+            for task in (running, *flushers):
+                await cancel_and_wait(task)
             await gateway.close()
 
     # The engine serves the API's documents (/docs, /openapi.json): this app has none of its own.

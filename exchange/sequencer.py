@@ -26,7 +26,6 @@ a node with nothing as new on its disk starts from the newest one there that ver
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import sys
 import time
@@ -39,6 +38,7 @@ from typing import Any
 import msgspec
 
 from exchange.audit import AuditTrail
+from exchange.cancellation import cancel_and_wait
 from exchange.cluster import ClusterConfig, ClusterLink
 from exchange.commands import Command, decode_command, encode_command
 from exchange.core import ExchangeCore
@@ -80,7 +80,6 @@ DEFAULT_SNAPSHOT_EVERY = 1_000_000
 FEED_TICK_S = 0.025  # the feed's window, as the embedded server's flush timer
 ELECTION_POLL_SECONDS = 0.1
 STOP_UPLOAD_SECONDS = 10.0  # a clean stop waits this long at most for its snapshot's upload
-CANCEL_RETRY_SECONDS = 0.05  # a task cancelled at a stop is cancelled again after this long
 
 
 class CommandResult(msgspec.Struct, frozen=True, gc=False):
@@ -128,20 +127,6 @@ class RecoveryReport(msgspec.Struct, frozen=True):
     last_sequence: int
     torn_tail_bytes: int
     seconds: float
-
-
-async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
-    """Cancel `task` until it has ended. Once may not be enough: on Python 3.11 a cancellation
-    that arrives as the future an `asyncio.wait_for` awaits completes is swallowed (CPython
-    gh-86296), and the follower's `next_msg` awaits one, so a follower cancelled just as a
-    message arrived would take it and go on following, and `stop` would wait for ever."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=CANCEL_RETRY_SECONDS)
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        # Not the stop's to raise: the follower reports its own failures (`_fail`), and what
-        # the lease task raises matters no more once the stop gives the lease up.
-        task.result()
 
 
 def _hash_at(journal: Journal, sequence: int) -> bytes:
@@ -251,9 +236,9 @@ class Exchange:
         """Stop accepting, finish every command already accepted, snapshot and close."""
         self._accepting = False
         if self._role_task is not None:
-            await _cancel_and_wait(self._role_task)
+            await cancel_and_wait(self._role_task)
         if self._lease_task is not None:  # read only now: the follower may have just made it
-            await _cancel_and_wait(self._lease_task)
+            await cancel_and_wait(self._lease_task)
         if self._writer is not None:
             self._wakeup.set()
             await self._writer

@@ -556,3 +556,17 @@ def test_an_answer_larger_than_a_nats_message_reaches_the_gateway_whole_in_parts
     assert answer.body == body
     assert parts >= 4  # NATS carries at most 1 MiB per message by default
     assert unknown == b""
+
+
+def test_a_stopped_gateway_ends_its_followers_before_it_closes_nats(cluster: Cluster) -> None:
+    cluster.start_engine()
+    gateway = cluster.start_gateway()
+    cluster.open_market("HEO-STOP", "farmer")
+    said_before_stop = len(gateway.log.read_bytes())
+    gateway.stop()
+    said_at_stop = gateway.log.read_bytes()[said_before_stop:].decode(errors="replace")
+    assert gateway.process.returncode in (0, -signal.SIGTERM), said_at_stop  # uvicorn re-raises
+    # A follower still running when NATS closes fails on the closed connection and says so, or
+    # is destroyed unfinished at exit. A clean stop says nothing of the kind.
+    for complaint in ("following shard", "Task was destroyed", "Traceback"):
+        assert complaint not in said_at_stop, said_at_stop
