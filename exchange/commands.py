@@ -94,10 +94,13 @@ class ResumeMarket(_Command, frozen=True, tag="resume_market"):
 
 
 class ExpireDayOrders(_Command, frozen=True, tag="expire_day_orders"):
-    """The trading day of `symbol` ended: every open `day` order expires."""
+    """The trading day of `symbol` ended: every open `day` order expires; with `ended_at_ns`,
+    only those placed before that instant (a day of a market that never closes ends at
+    midnight, and the orders placed since belong to the next one)."""
 
     symbol: str
     actor_id: int = 0
+    ended_at_ns: int = 0  # 0: every open day order
 
 
 class ConfigureSurveillance(_Command, frozen=True, tag="configure_surveillance"):

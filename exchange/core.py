@@ -444,8 +444,20 @@ class ExchangeCore:
         if market is None:
             return _rejected("UNKNOWN_INSTRUMENT", f"no instrument {command.symbol!r} is listed")
         events: list[Event] = []
-        self._absorb(market.book.expire_day_orders(), market, events)
+        below = self._first_order_id_since(command.ended_at_ns) if command.ended_at_ns else None
+        self._absorb(market.book.expire_day_orders(below), market, events)
         return events
+
+    def _first_order_id_since(self, time_ns: int) -> int:
+        """The id of the first order placed at `time_ns` or later (or the next id to be given).
+        Ids grow with time, so the walk back from the newest order is as long as what was
+        placed since `time_ns`: a second's worth when the scheduler ends a day."""
+        first = self.engine.last_order_id + 1
+        for order_id in reversed(self.orders):
+            if self.orders[order_id].created_time_ns < time_ns:
+                break
+            first = order_id
+        return first
 
     def _configure_surveillance(self, command: c.ConfigureSurveillance) -> list[Event]:
         """Surveillance is a projection: the core only refuses an unusable config."""

@@ -10,9 +10,14 @@ due, through the sequencer like any other command (replay then gives the same st
 - a circuit-breaker cool-off that is over: `AdvanceSession(auction)`, the reopening auction;
 - a market with a timetable in another phase than the timetable gives for now: the next step
   towards it (`exchange.sessions.next_step`), one step per market per pass; the core publishes
-  the settlement price itself when a market closes.
+  the settlement price itself when a market closes;
+- a market without a timetable never closes, so its trading day is the Vietnam calendar day:
+  once a day (and at start-up, for a day that ended while the exchange was down), if it holds
+  a `day` order placed before today's midnight, `ExpireDayOrders` ending the day at that
+  midnight. Orders placed since belong to today and stay.
 
-`due_commands` is pure (state and time in, commands out), so tests drive it with any time.
+`due_commands` and `overnight_day_orders` are pure (state and time in, commands out), so tests
+drive them with any time.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable
+from datetime import date
 
 from exchange import commands as c
+from exchange.attributes import vietnam_date, vietnam_midnight_ns
 from exchange.core import ExchangeCore, certificate_halt_reason
 from exchange.events import CommandRejected
 from exchange.sequencer import Exchange, ExchangeStopped, Overloaded
 from exchange.sessions import Session, next_step, phase_at
+from matching_engine import Side, TimeInForce
 
 DEFAULT_INTERVAL_S = 1.0
 MAX_CATCH_UP_PASSES = 8  # enough for closed -> pre_open -> auction -> continuous -> closing...
@@ -62,6 +70,24 @@ def due_commands(core: ExchangeCore, now_ns: int) -> list[c.Command]:
     return due
 
 
+def overnight_day_orders(core: ExchangeCore, symbol: str, now_ns: int) -> c.ExpireDayOrders | None:
+    """For a market without a timetable: end the day at today's Vietnam midnight if one of its
+    open `day` orders was placed before it. None for a market with a timetable (its close
+    expires them) or when every open day order is today's."""
+    market = core.markets[symbol]
+    if market.instrument.timetable is not None:
+        return None
+    midnight_ns = vietnam_midnight_ns(vietnam_date(now_ns))
+    for side in (Side.BUY, Side.SELL):
+        for order in market.book.resting_orders(side):
+            if (
+                order.time_in_force is TimeInForce.DAY
+                and core.orders[order.order_id].created_time_ns < midnight_ns
+            ):
+                return c.ExpireDayOrders(symbol, ended_at_ns=midnight_ns)
+    return None
+
+
 class Scheduler:
     """Submits the due commands of an `Exchange` every `interval_s` seconds."""
 
@@ -75,15 +101,31 @@ class Scheduler:
         self.exchange = exchange
         self.interval_s = interval_s
         self._clock = clock
+        # The Vietnam day each market's overnight day orders were last looked for: once a day
+        # (the look walks the market's open orders), and once at start-up.
+        self._day_looked_at: dict[str, date] = {}
 
     async def run_once(self) -> int:
         """One pass; returns how many commands took effect."""
+        now_ns = self._clock()
+        core = self.exchange.core
         applied = 0
-        for command in due_commands(self.exchange.core, self._clock()):
-            result = await self.exchange.submit(command)
-            if not any(isinstance(e, CommandRejected) for e in result.events):
-                applied += 1
+        for command in due_commands(core, now_ns):
+            applied += await self._submit(command)
+        today = vietnam_date(now_ns)
+        for symbol in sorted(core.markets):
+            if self._day_looked_at.get(symbol) == today:
+                continue
+            overnight = overnight_day_orders(core, symbol, now_ns)
+            if overnight is not None:  # if the submit raises (busy), the next pass looks again
+                applied += await self._submit(overnight)
+            self._day_looked_at[symbol] = today
         return applied
+
+    async def _submit(self, command: c.Command) -> int:
+        """1 when `command` took effect, else 0."""
+        result = await self.exchange.submit(command)
+        return 0 if any(isinstance(e, CommandRejected) for e in result.events) else 1
 
     async def catch_up(self) -> None:
         """Pass after pass until nothing is due: a market listed (or left) in the wrong phase
@@ -105,4 +147,4 @@ class Scheduler:
             await asyncio.sleep(self.interval_s)
 
 
-__all__ = ["Scheduler", "due_commands"]
+__all__ = ["Scheduler", "due_commands", "overnight_day_orders"]

@@ -297,10 +297,19 @@ class OrderBook:
             self._rest(replacement, events)
         return events
 
-    def expire_day_orders(self) -> list[EngineEvent]:
-        """End every open `day` order (the close of its trading day), oldest order first."""
+    def expire_day_orders(self, below_order_id: int | None = None) -> list[EngineEvent]:
+        """End every open `day` order (the close of its trading day), oldest order first.
+
+        With `below_order_id`, only those with a smaller id. Ids grow as orders arrive, so
+        these are the orders that arrived before the one given that id: a day that ends at an
+        instant ends the orders placed before it, not those placed since."""
         events: list[EngineEvent] = []
-        expiring = [order for order in self._orders.values() if order.time_in_force is DAY]
+        expiring = [
+            order
+            for order in self._orders.values()
+            if order.time_in_force is DAY
+            and (below_order_id is None or order.order_id < below_order_id)
+        ]
         for order in sorted(expiring, key=lambda o: o.order_id):
             events.append(self._remove_resting(order))
             events.append(

@@ -446,13 +446,16 @@ cdef class OrderBook:
             self._rest(replacement, events)
         return events
 
-    def expire_day_orders(self):
-        """End every open `day` order (the close of its trading day), oldest order first."""
+    def expire_day_orders(self, below_order_id=None):
+        """End every open `day` order (the close of its trading day), oldest order first; with
+        `below_order_id`, only those with a smaller id (see `book.OrderBook`)."""
         cdef _Resting rec
         events = []
         expiring = []
         for rec in self._orders.values():
-            if rec.time_in_force is DAY:
+            if rec.time_in_force is DAY and (
+                below_order_id is None or rec.order_id < below_order_id
+            ):
                 expiring.append(rec)
         expiring.sort(key=_record_order_id)
         for rec in expiring:

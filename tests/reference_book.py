@@ -373,9 +373,15 @@ class ReferenceBook:
             priority_kept,
         )
 
-    def expire_day_orders(self) -> list[RefEvent]:
-        expiring = [o for o in self.resting if o.time_in_force is TimeInForce.DAY]
-        self.resting = [o for o in self.resting if o.time_in_force is not TimeInForce.DAY]
+    def expire_day_orders(self, below_order_id: int | None = None) -> list[RefEvent]:
+        """Day orders end; with `below_order_id`, only those that arrived before that id."""
+
+        def expires(order: RefOrder) -> bool:
+            arrived_before = below_order_id is None or order.order_id < below_order_id
+            return order.time_in_force is TimeInForce.DAY and arrived_before
+
+        expiring = [o for o in self.resting if expires(o)]
+        self.resting = [o for o in self.resting if not expires(o)]
         return [
             ("expired", self.symbol, o.order_id, o.participant_id, o.side, o.remaining)
             for o in expiring

@@ -169,9 +169,10 @@ class PythonVersusCompiled(RuleBasedStateMachine):
             lambda book: book.amend(order_id, price, quantity, matching=matching),
         )
 
-    @rule()
-    def expire_day_orders(self) -> None:
-        self.same("expire_day_orders()", lambda book: book.expire_day_orders())
+    @rule(back=st.none() | st.integers(-1, 6))
+    def expire_day_orders(self, back: int | None) -> None:
+        below = None if back is None else self.next_id - back
+        self.same(f"expire_day_orders({below})", lambda book: book.expire_day_orders(below))
 
     @precondition(lambda self: not self.in_call)
     @rule()

@@ -197,6 +197,10 @@ market_control = st.one_of(
     st.builds(c.AdvanceSession, symbols, st.sampled_from(Session)),
     st.builds(c.AdvanceSession, symbols, st.sampled_from(Session)),
     st.builds(c.ExpireDayOrders, symbols),
+    # A day that ended at some instant: only the day orders placed before it expire.
+    st.builds(
+        c.ExpireDayOrders, symbols, st.just(0), st.integers(TODAY_NS, TODAY_NS + 3 * 86_400 * NS)
+    ),
     st.builds(c.ExpireCertificate, symbols),
 )
 custody = st.one_of(

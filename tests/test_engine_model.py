@@ -377,14 +377,17 @@ class EngineVersusReference(RuleBasedStateMachine):
             if i not in keep:
                 self.run_cancel(symbol, first + i)
 
-    @rule(symbol=st.sampled_from(SYMBOLS))
-    def expire_day_orders(self, symbol: str) -> None:
+    @rule(symbol=st.sampled_from(SYMBOLS), back=st.none() | st.integers(0, 6))
+    def expire_day_orders(self, symbol: str, back: int | None) -> None:
+        """The close of the day (`back` None), or the day that ended just before one of the
+        last few orders arrived: only the day orders that arrived before it expire."""
         book = self.engine.book(symbol)
         assert book is not None
+        below = None if back is None else self.reference.ids.last_order_id + 1 - back
         self.run(
-            f"engine.book({symbol!r}).expire_day_orders()",
-            book.expire_day_orders,
-            self.reference.books[symbol].expire_day_orders,
+            f"engine.book({symbol!r}).expire_day_orders({below})",
+            lambda: book.expire_day_orders(below),
+            lambda: self.reference.books[symbol].expire_day_orders(below),
             symbol,
             unordered=True,  # the rulebook does not order the expiries of one call
         )

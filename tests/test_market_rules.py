@@ -43,7 +43,7 @@ from exchange.events import (
 from exchange.instruments import Instrument, InstrumentKind
 from exchange.ledger_feed import entry_of
 from exchange.participants import Role
-from exchange.scheduler import due_commands
+from exchange.scheduler import due_commands, overnight_day_orders
 from exchange.sessions import CircuitBreaker, Session, Timetable, phase_at
 from exchange.settlement import SettlementMethod
 from matching_engine import OrderAccepted, OrderType, Side, TimeInForce
@@ -361,6 +361,41 @@ def test_day_orders_expire_at_the_close() -> None:
     events = market.session(Session.CLOSED)
     assert [e.order_id for e in of(OrderExpired, events)] == [1]  # type: ignore[attr-defined]
     assert market.core.markets[HOG].book.open_order_count() == 1
+
+
+def test_without_a_timetable_the_trading_day_ends_at_vietnam_midnight() -> None:
+    market = Market(hog(), now=at("23:59"))
+    market.order(BUYER, BUY, 1, 59_000, tif=TimeInForce.DAY)  # order 1: yesterday's
+    market.order(TRADER, BUY, 1, 59_000)  # order 2: good till cancelled
+    market.now = at("00:00:00", day=1)
+    market.order(BUYER, BUY, 1, 58_000, tif=TimeInForce.DAY)  # order 3: today's
+    assert overnight_day_orders(market.core, HOG, at("23:59")) is None  # the day is not over
+    end = overnight_day_orders(market.core, HOG, at("00:00:01", day=1))
+    assert end == c.ExpireDayOrders(HOG, ended_at_ns=at("00:00", day=1))
+    market.now = at("00:00:01", day=1)
+    events = market.do(end)
+    assert [e.order_id for e in of(OrderExpired, events)] == [1]  # type: ignore[attr-defined]
+    assert market.core.orders[1].status.value == "expired"
+    assert market.core.markets[HOG].book.open_order_count() == 2
+    assert overnight_day_orders(market.core, HOG, at("23:00", day=1)) is None  # done for today
+
+
+def test_a_market_with_a_timetable_ends_its_day_orders_at_its_close_not_at_midnight() -> None:
+    market = Market(hog(timetable=TIMETABLE), now=at("08:50"))
+    for command in due_commands(market.core, market.now):
+        market.do(command)
+    market.session(Session.AUCTION)
+    market.now = at("10:00")
+    market.order(BUYER, BUY, 1, 59_000, tif=TimeInForce.DAY)
+    assert overnight_day_orders(market.core, HOG, at("10:00", day=1)) is None
+
+
+def test_an_end_of_day_from_an_old_journal_expires_every_day_order() -> None:
+    market = Market(hog(), now=at("10:00"))
+    market.order(BUYER, BUY, 1, 59_000, tif=TimeInForce.DAY)
+    market.order(BUYER, BUY, 1, 58_000, tif=TimeInForce.DAY)
+    events = market.do(c.ExpireDayOrders(HOG))  # no end instant: the whole day, as before
+    assert [e.order_id for e in of(OrderExpired, events)] == [1, 2]  # type: ignore[attr-defined]
 
 
 def test_a_market_order_waiting_for_the_auction_cannot_be_given_a_price() -> None:
