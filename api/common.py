@@ -34,6 +34,9 @@ _DECIMAL = re.compile(r"[0-9]{1,18}")
 _EPOCH_NS = re.compile(r"-?[0-9]{1,20}")
 T = TypeVar("T")
 MAX_PAGE = 1_000
+# The times a record can carry: signed 64-bit epoch nanoseconds from 1970 on (to 2262-04-11).
+FIRST_TIME_NS = 0
+LAST_TIME_NS = 2**63 - 1
 
 
 def exchange_of(request: Request) -> Exchange:
@@ -99,6 +102,15 @@ def parse_time_ns(raw: str | None, name: str) -> int | None:
     if moment.tzinfo is None:
         raise ApiError("INVALID_REQUEST", f"{name} must carry a time zone (e.g. Z)")
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
+
+
+def parse_time_bound(raw: str | None, name: str) -> int | None:
+    """A bound of a time range (`parse_time_ns`), brought within the times a record can carry.
+
+    No record lies outside them, so a bound beyond either end selects what that end does; and
+    the ledger's queries and the RFC 3339 formatter never see a number they cannot hold."""
+    moment = parse_time_ns(raw, name)
+    return None if moment is None else min(max(moment, FIRST_TIME_NS), LAST_TIME_NS)
 
 
 def encode_cursor(value: int) -> str:

@@ -25,7 +25,7 @@ from api.common import (
     exchange_of,
     json_response,
     parse_order_id,
-    parse_time_ns,
+    parse_time_bound,
 )
 from api.errors import ApiError
 from api.routes_trading import RECORD_WAIT_SECONDS, ledger_caught_up
@@ -111,8 +111,8 @@ async def audit_trades(
     format: str | None = Query(default=None, pattern="^(json|csv)$"),
 ) -> Response:
     caller(request, REGULATOR)
-    start_ns = parse_time_ns(start, "start")
-    end_ns = parse_time_ns(end, "end")
+    start_ns = parse_time_bound(start, "start")
+    end_ns = parse_time_bound(end, "end")
     filters: dict[str, Any] = {
         "symbol": symbol,
         "participant_id": participant_id,

@@ -15,7 +15,7 @@ from api.common import (
     error_responses,
     exchange_of,
     json_response,
-    parse_time_ns,
+    parse_time_bound,
     take_page,
 )
 from api.errors import ApiError
@@ -159,8 +159,8 @@ async def candles(
 ) -> Response:
     _book(request, symbol)
     interval_ns = INTERVALS_NS[interval]
-    end_ns = parse_time_ns(end, "end")
-    start_ns = parse_time_ns(start, "start")
+    end_ns = parse_time_bound(end, "end")
+    start_ns = parse_time_bound(start, "start")
     if end_ns is None:
         end_ns = time.time_ns() + interval_ns
     if start_ns is None:

@@ -29,7 +29,7 @@ from api.common import (
     exchange_of,
     json_response,
     parse_order_id,
-    parse_time_ns,
+    parse_time_bound,
     submit,
     take_page,
 )
@@ -378,8 +378,8 @@ async def statement(
     format: str | None = Query(default=None, pattern="^(json|csv)$"),
 ) -> Response:
     participant = caller(request, TRADER)
-    start_ns = parse_time_ns(start, "start")
-    end_ns = parse_time_ns(end, "end")
+    start_ns = parse_time_bound(start, "start")
+    end_ns = parse_time_bound(end, "end")
     start_ns = 0 if start_ns is None else start_ns
     end_ns = 2**63 - 1 if end_ns is None else end_ns
     if start_ns > end_ns:

@@ -1727,6 +1727,43 @@ def test_candles_with_an_invalid_interval_or_time_are_422(
     assert_error(answer, 422, "INVALID_REQUEST")
 
 
+# Bounds beyond any time a record can carry (before 1970; after 2262-04-11, the last 64-bit
+# epoch nanosecond; beyond 64 bits; RFC 3339 times a zone offset pushes past year 1 or 9999).
+FAR_BOUNDS = [
+    ("1969-12-31T23:59:59Z", "2262-04-11T23:47:17Z"),
+    ("-99999999999999999999", "99999999999999999999"),
+    (str(-(2**63) - 1), str(2**63)),
+    ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"),
+]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"), FAR_BOUNDS, ids=["just beyond", "20 digits", "64 bits", "zones"]
+)
+def test_time_bounds_beyond_any_record_select_what_the_edges_select(
+    market: Market, start: str, end: str
+) -> None:
+    seller = market.trader("Seller", lots=10)
+    buyer = market.trader("Buyer", vnd=100_000_000)
+    market.rest(seller, "sell", 60_000, 2)
+    assert market.place(buyer, side="buy", price=60_000, quantity=2).json()["status"] == "filled"
+    created = market.operator.post(
+        "/v1/admin/participants", json={"name": "Inspector", "role": "regulator"}
+    )
+    far = {"start": start, "end": end}
+    with market.server.client(created.json()["api_key"]) as regulator:
+        for client, path, params in (
+            (market.public, f"/v1/markets/{market.symbol}/candles", {"interval": "1d"}),
+            (buyer.http, "/v1/account/statement", {}),
+            (regulator, "/v1/audit/trades", {"symbol": market.symbol}),
+        ):
+            everything = client.get(path, params=params)
+            bounded = client.get(path, params={**params, **far})
+            assert everything.status_code == bounded.status_code == 200, bounded.text
+            for field in ("candles", "lines", "opening", "closing", "trades"):
+                assert bounded.json().get(field) == everything.json().get(field), path
+
+
 # ---------------------------------------------------------------------- bad input
 
 
