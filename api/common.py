@@ -70,6 +70,9 @@ async def submit(exchange: Exchange, command: Command) -> CommandResult:
         raise ApiError("UNAVAILABLE", str(error), headers={"Retry-After": "1"}) from error
     except ExchangeStopped as error:
         raise ApiError("UNAVAILABLE", str(error)) from error
+    except ValueError as error:  # refused before it was queued: the journal could not hold it
+        message = f"the request cannot be journaled: {error}"
+        raise ApiError("INVALID_REQUEST", message[:300]) from error
     # A refused command yields exactly one event: its rejection.
     first = result.events[0] if result.events else None
     if isinstance(first, CommandRejected | OrderRejected | AmendRejected | CancelRejected):

@@ -394,6 +394,18 @@ def test_listing_a_symbol_already_listed_is_400_duplicate_symbol(market: Market)
         {"lot_size": 10.5},
         {"maker_fee_bps": True},
         {"reference_price": 10**30},
+        # Beyond 64 bits where the schema sets no bound: the journal could not record them.
+        {"attributes": {"grade": 2**64}},
+        {"attributes": {"grade": -(2**63) - 1}},
+        {
+            "timetable": {
+                "pre_open": "08:00",
+                "open": "08:30",
+                "closing": "11:00",
+                "close": "11:30",
+                "weekdays": [10**30],
+            }
+        },
         {"colour": "pink"},
         {"name": ""},
     ],
