@@ -166,9 +166,28 @@ async def read_model(request: Request, model: type[M], *, optional: bool = False
 
 
 def body_schema(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
-    """OpenAPI `requestBody` for a route that parses its body itself with `read_model`."""
-    content = {"application/json": {"schema": model.model_json_schema()}}
+    """OpenAPI `requestBody` for a route that parses its body itself with `read_model`.
+
+    Nested models are written out in place: pydantic refers to them as `#/$defs/Name`, which in
+    the OpenAPI document would point at the document's root, where there are no `$defs`."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+    content = {"application/json": {"schema": _inlined(schema, definitions)}}
     return {"requestBody": {"required": required, "content": content}}
+
+
+def _inlined(node: Any, definitions: dict[str, Any]) -> Any:
+    """`node` with every `#/$defs/...` reference replaced by its definition (none recurse)."""
+    if isinstance(node, list):
+        return [_inlined(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    reference = node.get("$ref")
+    if isinstance(reference, str) and reference.startswith("#/$defs/"):
+        beside = {key: value for key, value in node.items() if key != "$ref"}
+        definition = definitions[reference.removeprefix("#/$defs/")]
+        return _inlined({**definition, **beside}, definitions)
+    return {key: _inlined(value, definitions) for key, value in node.items()}
 
 
 # Error responses every route may give, documented so the OpenAPI schema tells the truth.

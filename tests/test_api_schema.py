@@ -102,6 +102,30 @@ schema = schemathesis.openapi.from_dict(_document())
 schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True)
 
 
+def test_every_reference_in_the_document_resolves() -> None:
+    """A reference the document cannot resolve leaves a body undescribed (and untested)."""
+    document = _document()
+
+    def references(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                yield node["$ref"]
+            for value in node.values():
+                yield from references(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from references(item)
+
+    found = set(references(document))
+    assert found, "the document refers to its components"
+    for reference in found:
+        assert reference.startswith("#/"), reference
+        target: Any = document
+        for part in reference.removeprefix("#/").split("/"):
+            assert isinstance(target, dict) and part in target, f"{reference} does not resolve"
+            target = target[part]
+
+
 def test_the_served_document_is_the_one_the_cases_are_generated_from(live: Live) -> None:
     with live.server.client() as public:
         served = public.get("/openapi.json")
