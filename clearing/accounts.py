@@ -110,10 +110,9 @@ class Accounts:
 
     def withdraw(self, participant_id: int, asset: str, amount: int) -> None:
         """Take `amount` out of custody; never touches what is reserved."""
-        balance = self.balance(participant_id, asset)
-        if not 0 < amount <= balance.available:
+        if not 0 < amount <= self.available(participant_id, asset):  # before: no empty balance
             raise InsufficientFunds(f"withdraw {amount} {asset} from {participant_id}")
-        balance.available -= amount
+        self.balance(participant_id, asset).available -= amount
         self._net_deposits[asset] -= amount
 
     def transfer_out(self, participant_id: int, amount: int) -> None:

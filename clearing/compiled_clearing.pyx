@@ -214,9 +214,9 @@ cdef class Accounts:
         self._net_deposits[asset] = self._net_deposits.get(asset, 0) + amount
 
     cdef _withdraw(self, object participant_id, object asset, object amount):
-        cdef Balance balance = self._balance(participant_id, asset)
-        if not 0 < amount <= balance.available:
+        if not 0 < amount <= self._available(participant_id, asset):  # before: no empty balance
             raise _InsufficientFunds(f"withdraw {amount} {asset} from {participant_id}")
+        cdef Balance balance = self._balance(participant_id, asset)
         balance.available -= amount
         self._net_deposits[asset] -= amount
 
@@ -372,9 +372,18 @@ cdef class Risk:
                       object amount, object limit_price):
         assert order_id not in self._holds, order_id
         assert amount >= 0
-        cdef Balance balance = self.accounts._balance(participant_id, asset)
-        if amount > balance.available:
-            return None
+        cdef Balance balance
+        # risk.py's available-then-balance in one lookup: a refusal makes no empty balance.
+        owned = self.accounts._balances.get(participant_id)
+        found = None if owned is None else (<dict>owned).get(asset)
+        if found is None:
+            if amount > 0:
+                return None
+            balance = self.accounts._balance(participant_id, asset)
+        else:
+            balance = <Balance>found
+            if amount > balance.available:
+                return None
         balance.available -= amount
         balance.reserved += amount
         self._holds[order_id] = _new_hold(

@@ -131,9 +131,9 @@ class Risk:
     ) -> int | None:
         assert order_id not in self._holds, order_id
         assert amount >= 0
+        if amount > self.accounts.available(participant_id, asset):
+            return None  # refused before the balance is fetched: a refusal makes no empty one
         balance = self.accounts.balance(participant_id, asset)
-        if amount > balance.available:
-            return None
         balance.available -= amount
         balance.reserved += amount
         self._holds[order_id] = Hold(order_id, participant_id, asset, amount, limit_price, balance)

@@ -127,6 +127,18 @@ def test_an_order_the_participant_cannot_pay_for_is_rejected_and_holds_nothing(
     assert market.balance(FARMER, SYMBOL) == (10, 0)
 
 
+def test_a_refusal_leaves_the_accounts_as_they_were_not_even_an_empty_balance_appears(
+    market: Market,
+) -> None:
+    accounts = market.core.accounts.state()
+    # OTHER has never held cash or hogs.
+    assert rejection_code(market.order(OTHER, Side.BUY, 1, 60_000)) == "INSUFFICIENT_FUNDS"
+    assert rejection_code(market.order(OTHER, Side.SELL, 1, 60_000)) == "INSUFFICIENT_FUNDS"
+    assert rejection_code(market.do(c.Withdraw(OTHER, CASH, 1))) == "INSUFFICIENT_FUNDS"
+    assert market.core.accounts.balances_of(OTHER) == []
+    assert market.core.accounts.state() == accounts
+
+
 def test_a_bad_price_is_reported_before_missing_funds(market: Market) -> None:
     assert rejection_code(market.order(TRADER, Side.BUY, 40, 60_050)) == "TICK_SIZE"
 
