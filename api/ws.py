@@ -4,8 +4,10 @@ Client → server: `{"op": "subscribe" | "unsubscribe", "channel": "book" | "tra
 "candles", "symbol": "HOG-G1-HCM", "depth"?: N, "interval"?: "1m"}`. A connection has one
 book stream per symbol (subscribing again with another depth replaces it) and one candle stream
 per symbol and interval; unsubscribing candles without an interval ends all of them.
-Bad messages get `{"type": "error", "code", "message", "sequence"}` and the connection stays
-open. Control frames (`error`, `resync`, `unsubscribed`, `heartbeat`) carry the sequence too.
+Bad messages get `{"type": "error", "code", "message"}` and the connection stays open. Every
+frame carries `channel`, `symbol` and `sequence` (API.md): control frames (`error`, `resync`,
+`unsubscribed`, `heartbeat`) name the channel and symbol they are about, or null when they are
+about none (a heartbeat, an error on a message that could not be read).
 
 Each connection has a bounded queue filled by the feed hub without waiting and drained by its
 own sender task, so one stalled client never delays the exchange or other clients. While a
@@ -39,7 +41,8 @@ router = APIRouter()
 MAX_QUEUE_FRAMES = 2_000
 MAX_SUBSCRIPTIONS = 64  # e.g. 8 symbols x (book, trades, ticker and 4 candle intervals)
 MAX_CLIENT_MESSAGE_BYTES = 4_096
-HEARTBEAT_SECONDS = 5.0
+# API.md promises a heartbeat at least every 5 s: waking at 5 s would send it just after.
+HEARTBEAT_SECONDS = 4.0
 RESYNC_LIMIT = 3  # resyncs within RESYNC_WINDOW_SECONDS before the connection is closed
 RESYNC_WINDOW_SECONDS = 30.0
 TRY_AGAIN_LATER = 1013
@@ -212,18 +215,29 @@ class Connection:
                     raw = (message.get("bytes") or b"").decode()
                 except UnicodeDecodeError:
                     raw = "\x00"  # not JSON: handle() answers with an error
-            error = self.handle(raw)
-            if error is not None:
-                code, text = error
-                self.offer(self._frame("error", code=code, message=text))
+            self.handle(raw)
 
-    def handle(self, text: str) -> tuple[str, str] | None:
+    def handle(self, text: str) -> None:
+        """Do what a client message asks; a bad one is answered with an error frame."""
         if len(text) > MAX_CLIENT_MESSAGE_BYTES:
-            return "INVALID_REQUEST", f"messages are at most {MAX_CLIENT_MESSAGE_BYTES} bytes"
+            message = f"messages are at most {MAX_CLIENT_MESSAGE_BYTES} bytes"
+            self._refuse("INVALID_REQUEST", message, None)
+            return
         try:
-            message = _decode(text)
+            request = _decode(text)
         except msgspec.DecodeError as error:
-            return "INVALID_REQUEST", str(error)
+            self._refuse("INVALID_REQUEST", str(error), None)
+            return
+        refused = self._carry_out(request)
+        if refused is not None:
+            self._refuse(*refused, request)
+
+    def _refuse(self, code: str, text: str, request: ClientMessage | None) -> None:
+        channel, symbol = (None, None) if request is None else (request.channel, request.symbol)
+        self.offer(self._frame("error", channel=channel, symbol=symbol, code=code, message=text))
+
+    def _carry_out(self, message: ClientMessage) -> tuple[str, str] | None:
+        """Subscribe or unsubscribe; the refusal's code and message, if refused."""
         # One stream per key: a book subscription with another depth replaces the old one,
         # while each candle interval is a stream of its own.
         interval = message.interval or "1m" if message.channel == "candles" else None
@@ -243,9 +257,7 @@ class Connection:
         if message.op == "unsubscribe":
             self.hub.unsubscribe(self, message.channel, message.symbol)
             self.subscriptions.discard(key)
-            self.offer(
-                _encode({"type": "unsubscribed", "channel": key[0], "symbol": key[1]}).decode()
-            )
+            self.offer(self._frame("unsubscribed", channel=key[0], symbol=key[1]))
             return None
         return "INVALID_REQUEST", "op must be subscribe or unsubscribe"
 

@@ -947,6 +947,14 @@ def test_bad_message_gets_an_error_and_the_connection_stays_open(
             assert error["type"] == "error", error
             assert error["code"] == code, error
             assert isinstance(error["message"], str) and error["message"], error
+            # Like every frame, it says what it is about: the channel and symbol of a request
+            # that could be read (null for one that could not), and the sequence.
+            assert isinstance(error["sequence"], int), error
+            if code == INVALID_SUBSCRIPTION:
+                sent = json.loads(message)
+                assert (error["channel"], error["symbol"]) == (sent["channel"], sent["symbol"])
+            else:
+                assert {"channel", "symbol"} <= set(error), error
             assert len(json.dumps(error)) < 2_000, "the error echoes the whole message"
             await subscribe(ws, "book", quiet_symbol)
             snapshot = await recv_json(ws)
@@ -973,7 +981,9 @@ def test_too_many_subscriptions(exchange: Server, venue: Venue) -> None:
             await recv_until(ws, lambda f: f.get("type") == "ticker" and f["symbol"] == symbols[0])
             # Freeing one makes room, on the same connection.
             await send(ws, op="unsubscribe", channel="trades", symbol=symbols[0])
-            await recv_until(ws, lambda f: f.get("type") == "unsubscribed")
+            done, _ = await recv_until(ws, lambda f: f.get("type") == "unsubscribed")
+            assert (done["channel"], done["symbol"]) == ("trades", symbols[0]), done
+            assert isinstance(done["sequence"], int), done
             await subscribe(ws, "book", extra)
             _, skipped = await recv_until(ws, is_snapshot(extra))
             assert [f for f in before + skipped if f.get("type") == "error"] == []
@@ -1033,7 +1043,7 @@ def test_idle_connections_get_a_heartbeat(exchange: Server, quiet_symbol: str) -
         return list(await asyncio.gather(idle(False), idle(True)))
 
     for waited in run(scenario(), timeout=15):
-        assert waited <= 6.0, f"heartbeat after {waited:.1f} s of silence"
+        assert waited < 5.0, f"heartbeat after {waited:.3f} s of silence"  # "at least every 5 s"
 
 
 # ---------------------------------------------------------------------- 7. candles
