@@ -48,6 +48,14 @@ class PlaceOrderBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     all_or_none: bool = False
     client_order_id: ClientOrderId | None = None
 
+    def __post_init__(self) -> None:
+        # The body's own shape (API.md: "market: no price"), so a 422 like any missing field,
+        # refused before it reaches the core; msgspec reports it as a ValidationError.
+        if self.type == "limit" and self.price is None:
+            raise ValueError("a limit order needs a `price`")
+        if self.type == "market" and self.price is not None:
+            raise ValueError("a market order has no `price`")
+
 
 class AmendOrderBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     price: Price | None = None
