@@ -158,5 +158,11 @@ class LedgerProcess:
         if child.is_alive():
             child.terminate()
             await asyncio.to_thread(child.join, 5)
-        self._inbox.close()
         self._child = None
+        # Let go of the queue now, not at exit: its three semaphores are given back when it
+        # is freed, and a server stopped by SIGTERM ends by the signal (uvicorn raises it
+        # again), skipping the exit handlers that would otherwise free them, so the resource
+        # tracker reported them leaked at every stop.
+        inbox, self._inbox = self._inbox, None
+        inbox.close()
+        await asyncio.to_thread(inbox.join_thread)

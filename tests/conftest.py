@@ -108,6 +108,7 @@ class Server:
     operator_key: str
     data_dir: Path
     process: subprocess.Popen[bytes]
+    log: Path  # what it printed, stdout and stderr
 
     def client(self, api_key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -117,16 +118,19 @@ class Server:
         """SIGTERM, as an orchestrator would; True when the server shut down cleanly.
 
         Uvicorn re-raises the signal once its graceful shutdown is done, so a clean stop ends
-        with -SIGTERM (or 0), never with another code.
+        with -SIGTERM (or 0), never with another code; and nothing is left for Python's
+        resource tracker to clean up after it (the warning it prints names what leaked).
         """
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        ended_cleanly = self.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        return ended_cleanly and "resource_tracker" not in self.log.read_text(errors="replace")
 
 
 def start_server(data_dir: Path, *extra: str, operator_key: str | None = None) -> Server:
     port = free_port()
     operator_key = operator_key or secrets.token_urlsafe(32)
-    log = (data_dir.parent / f"server-{port}.log").open("wb")
+    log_path = data_dir.parent / f"server-{port}.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "exchange.cli", "serve", "--port", str(port),
          "--data-dir", str(data_dir), *extra],
@@ -142,7 +146,7 @@ def start_server(data_dir: Path, *extra: str, operator_key: str | None = None) -
             raise RuntimeError(f"hogx serve exited with {process.returncode}: see {log.name}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return Server(url, operator_key, data_dir, process)
+                return Server(url, operator_key, data_dir, process, log_path)
         except httpx.TransportError:
             pass
         time.sleep(0.05)
