@@ -255,8 +255,14 @@ class Connection:
             self.subscriptions.add(key)
             return None
         if message.op == "unsubscribe":
-            self.hub.unsubscribe(self, message.channel, message.symbol)
-            self.subscriptions.discard(key)
+            # Candles of one interval when one is named; else every stream of the channel and
+            # symbol, as the hub ends them (and none of them counts towards the limit then).
+            only = message.interval if message.channel == "candles" else None
+            self.hub.unsubscribe(self, message.channel, message.symbol, only)
+            if only is None:
+                self.subscriptions = {k for k in self.subscriptions if k[:2] != key[:2]}
+            else:
+                self.subscriptions.discard(key)
             self.offer(self._frame("unsubscribed", channel=key[0], symbol=key[1]))
             return None
         return "INVALID_REQUEST", "op must be subscribe or unsubscribe"

@@ -991,6 +991,29 @@ def test_too_many_subscriptions(exchange: Server, venue: Venue) -> None:
     run(scenario(), timeout=30)
 
 
+def test_unsubscribing_candles_without_an_interval_frees_every_interval(
+    exchange: Server, venue: Venue
+) -> None:
+    symbols = [venue.list_instrument() for _ in range(MAX_SUBSCRIPTIONS // 4 + 1)]
+    intervals = ("1m", "5m", "1h", "1d")
+
+    async def scenario() -> None:
+        async with connect(ws_url(exchange)) as ws:
+            for symbol in symbols[:-1]:  # every subscription a connection may hold
+                for interval in intervals:
+                    await subscribe(ws, "candles", symbol, interval=interval)
+            await send(ws, op="unsubscribe", channel="candles", symbol=symbols[0])
+            done, before = await recv_until(ws, lambda f: f.get("type") == "unsubscribed")
+            assert (done["channel"], done["symbol"]) == ("candles", symbols[0]), done
+            for interval in intervals:  # all four were freed, not only "1m"
+                await subscribe(ws, "candles", symbols[-1], interval=interval)
+            await send(ws, op="unsubscribe", channel="candles", symbol=symbols[-1])
+            _, after = await recv_until(ws, lambda f: f.get("type") == "unsubscribed")
+            assert [f for f in before + after if f.get("type") == "error"] == []
+
+    run(scenario(), timeout=30)
+
+
 def test_subscribing_again_with_another_depth_replaces_the_book_stream(
     exchange: Server, quiet_symbol: str
 ) -> None:
