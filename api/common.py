@@ -32,6 +32,7 @@ _json = msgspec.json.Encoder()
 # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
 _DECIMAL = re.compile(r"[0-9]{1,18}")
 _EPOCH_NS = re.compile(r"-?[0-9]{1,20}")
+_FRACTION = re.compile(r"\.([0-9]+)")  # of a second, in an RFC 3339 time
 T = TypeVar("T")
 MAX_PAGE = 1_000
 # The times a record can carry: signed 64-bit epoch nanoseconds from 1970 on (to 2262-04-11).
@@ -83,28 +84,49 @@ async def submit(exchange: Exchange, command: Command) -> CommandResult:
     return result
 
 
-def parse_order_id(raw: str) -> int:
-    """Order ids are decimal strings; anything else is simply not found."""
+def parse_order_id(raw: str, whose: str = " of this participant") -> int:
+    """Order ids are decimal strings; anything else is simply not found (`whose` says where
+    it was looked for: a trader's own orders by default, every order for a regulator)."""
     if not _DECIMAL.fullmatch(raw):
-        raise ApiError("ORDER_NOT_FOUND", f"no order {raw[:40]!r} of this participant")
+        raise ApiError("ORDER_NOT_FOUND", f"no order {raw[:40]!r}{whose}")
     return int(raw)
 
 
 def parse_time_ns(raw: str | None, name: str) -> int | None:
-    """RFC 3339 or integer epoch nanoseconds; None when absent."""
+    """RFC 3339 (to the nanosecond) or integer epoch nanoseconds; None when absent."""
     if raw is None or raw == "":
         return None
     if _EPOCH_NS.fullmatch(raw):
         return int(raw)
+    text = raw.replace("t", "T").replace("z", "Z")  # RFC 3339 allows both in lower case
+    # datetime keeps microseconds: the fraction's digits beyond them are added back here, so
+    # a bound between two records' nanoseconds falls between them.
+    nanoseconds = 0
+    fraction = _FRACTION.search(text)
+    if fraction is not None and len(fraction.group(1)) > 6:
+        digits = fraction.group(1)
+        if len(digits) > 9:
+            raise ApiError("INVALID_REQUEST", f"{name}: times are kept to the nanosecond")
+        nanoseconds = int(digits[6:].ljust(3, "0"))
+        text = text[: fraction.start(1) + 6] + text[fraction.end(1) :]
     try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as error:
         raise ApiError(
             "INVALID_REQUEST", f"{name} must be RFC 3339 or epoch nanoseconds"
         ) from error
     if moment.tzinfo is None:
         raise ApiError("INVALID_REQUEST", f"{name} must carry a time zone (e.g. Z)")
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
+    seconds = int(moment.timestamp())
+    return seconds * 1_000_000_000 + moment.microsecond * 1_000 + nanoseconds
+
+
+def time_range(start: str | None, end: str | None) -> tuple[int | None, int | None]:
+    """A query's `start` and `end` bounds (`parse_time_bound`); 422 when start is after end."""
+    start_ns, end_ns = parse_time_bound(start, "start"), parse_time_bound(end, "end")
+    if start_ns is not None and end_ns is not None and start_ns > end_ns:
+        raise ApiError("INVALID_REQUEST", "start must not be after end")
+    return start_ns, end_ns
 
 
 def parse_time_bound(raw: str | None, name: str) -> int | None:

@@ -25,7 +25,7 @@ from api.common import (
     exchange_of,
     json_response,
     parse_order_id,
-    parse_time_bound,
+    time_range,
 )
 from api.errors import ApiError
 from api.routes_trading import RECORD_WAIT_SECONDS, ledger_caught_up
@@ -111,8 +111,9 @@ async def audit_trades(
     format: str | None = Query(default=None, pattern="^(json|csv)$"),
 ) -> Response:
     caller(request, REGULATOR)
-    start_ns = parse_time_bound(start, "start")
-    end_ns = parse_time_bound(end, "end")
+    start_ns, end_ns = time_range(start, end)
+    if from_sequence > to_sequence:
+        raise ApiError("INVALID_REQUEST", "from_sequence must not be after to_sequence")
     filters: dict[str, Any] = {
         "symbol": symbol,
         "participant_id": participant_id,
@@ -231,7 +232,7 @@ async def audit_events(
 async def audit_order(request: Request, order_id: str) -> Response:
     caller(request, REGULATOR)
     exchange = exchange_of(request)
-    number = parse_order_id(order_id)
+    number = parse_order_id(order_id, whose="")
     history = exchange.audit.history(number)
     record = exchange.core.orders.get(number)
     if history is None or record is None:

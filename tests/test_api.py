@@ -1707,9 +1707,15 @@ def test_candles_accept_start_and_end_as_rfc3339_or_epoch_nanoseconds(market: Ma
     }
     as_ns = {"start": str(int(first.timestamp()) * 10**9), "end": str(int(end.timestamp()) * 10**9)}
     path = f"/v1/markets/{market.symbol}/candles"
+    as_lower_case = {name: text.lower() for name, text in as_text.items()}  # RFC 3339 allows it
     by_text = _served_candles(market.public.get(path, params={"interval": "1m", **as_text}))
     by_ns = _served_candles(market.public.get(path, params={"interval": "1m", **as_ns}))
-    assert by_text == by_ns == _expected_candles(trades, 60)
+    by_lower = _served_candles(market.public.get(path, params={"interval": "1m", **as_lower_case}))
+    assert by_text == by_ns == by_lower == _expected_candles(trades, 60)
+    # To the nanosecond: an end one nanosecond after the first candle's start takes it in.
+    first_only = {"start": as_text["start"], "end": f"{first:%Y-%m-%dT%H:%M:%S}.000000001Z"}
+    answer = market.public.get(path, params={"interval": "1m", **first_only})
+    assert _served_candles(answer) == _expected_candles(trades, 60)[:1]
     later = {"start": as_text["end"], "end": (end + timedelta(hours=1)).isoformat()}
     assert _served_candles(market.public.get(path, params={"interval": "1m", **later})) == []
 
@@ -1783,6 +1789,24 @@ def test_time_bounds_beyond_any_record_select_what_the_edges_select(
             assert everything.status_code == bounded.status_code == 200, bounded.text
             for field in ("candles", "lines", "opening", "closing", "trades"):
                 assert bounded.json().get(field) == everything.json().get(field), path
+
+
+@pytest.mark.parametrize(
+    "backwards",
+    [
+        {"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
+        {"from_sequence": "5", "to_sequence": "4"},
+    ],
+    ids=["start after end", "from after to"],
+)
+def test_an_audit_range_that_ends_before_it_starts_is_422_as_elsewhere(
+    market: Market, backwards: dict[str, str]
+) -> None:
+    created = market.operator.post(
+        "/v1/admin/participants", json={"name": "Inspector", "role": "regulator"}
+    )
+    with market.server.client(created.json()["api_key"]) as regulator:
+        assert_error(regulator.get("/v1/audit/trades", params=backwards), 422, "INVALID_REQUEST")
 
 
 # ---------------------------------------------------------------------- bad input
