@@ -164,5 +164,11 @@ class LedgerProcess:
         # again), skipping the exit handlers that would otherwise free them, so the resource
         # tracker reported them leaked at every stop.
         inbox, self._inbox = self._inbox, None
+        if child.exitcode != 0:
+            # Nobody reads the queue any more (the child died or was terminated): what its
+            # feeder thread still holds would block that thread, and the join, for ever. The
+            # journal has it all; the next start catches up from there.
+            inbox.cancel_join_thread()
         inbox.close()
-        await asyncio.to_thread(inbox.join_thread)
+        if child.exitcode == 0:
+            await asyncio.to_thread(inbox.join_thread)

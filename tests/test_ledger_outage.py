@@ -325,3 +325,30 @@ async def crash_child(data_dir: Path, url: str, commands: int) -> None:
 
 if __name__ == "__main__":
     asyncio.run(crash_child(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])))
+
+
+@pytest.mark.timeout(60)  # the way it fails is by hanging
+def test_stopping_beside_a_ledger_process_that_reads_nothing_still_ends(tmp_path: Path) -> None:
+    """A child that never reads (here: frozen with SIGSTOP) leaves batches in the queue's pipe;
+    stopping terminates it and must not wait for ever for that pipe to drain."""
+    from exchange.commands import Deposit
+    from exchange.ledger_process import LedgerProcess
+    from exchange.sequencer import CommandResult
+
+    ledger = LedgerProcess(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.start(0)
+    child = ledger._child
+    assert child is not None and child.pid is not None
+    os.kill(child.pid, signal.SIGSTOP)
+    try:
+        batch = [CommandResult(n, n, Deposit(1, "VND", n), []) for n in range(1, 5_001)]
+        ledger(batch)  # far more than a pipe holds
+
+        async def stop() -> None:
+            await asyncio.wait_for(ledger.stop(timeout=0.5), 20)
+
+        asyncio.run(stop())
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+        child.join(5)
