@@ -443,6 +443,8 @@ class ExchangeCore:
         market = self.markets.get(command.symbol)
         if market is None:
             return _rejected("UNKNOWN_INSTRUMENT", f"no instrument {command.symbol!r} is listed")
+        if command.ended_at_ns < 0:
+            return _rejected("INVALID_REQUEST", "a day cannot end before 1970")
         events: list[Event] = []
         below = self._first_order_id_since(command.ended_at_ns) if command.ended_at_ns else None
         self._absorb(market.book.expire_day_orders(below), market, events)
@@ -451,7 +453,8 @@ class ExchangeCore:
     def _first_order_id_since(self, time_ns: int) -> int:
         """The id of the first order placed at `time_ns` or later (or the next id to be given).
         Ids grow with time, so the walk back from the newest order is as long as what was
-        placed since `time_ns`: a second's worth when the scheduler ends a day."""
+        placed since `time_ns` (on every market): little, when the scheduler ends a day just
+        after it ended."""
         first = self.engine.last_order_id + 1
         for order_id in reversed(self.orders):
             if self.orders[order_id].created_time_ns < time_ns:

@@ -14,7 +14,8 @@ due, through the sequencer like any other command (replay then gives the same st
 - a market without a timetable never closes, so its trading day is the Vietnam calendar day:
   once a day (and at start-up, for a day that ended while the exchange was down), if it holds
   a `day` order placed before today's midnight, `ExpireDayOrders` ending the day at that
-  midnight. Orders placed since belong to today and stay.
+  midnight. Orders placed since belong to today and stay. Not for a market whose sessions the
+  operator has run by hand: its day ends at the operator's close.
 
 `due_commands` and `overnight_day_orders` are pure (state and time in, commands out), so tests
 drive them with any time.
@@ -72,10 +73,11 @@ def due_commands(core: ExchangeCore, now_ns: int) -> list[c.Command]:
 
 def overnight_day_orders(core: ExchangeCore, symbol: str, now_ns: int) -> c.ExpireDayOrders | None:
     """For a market without a timetable: end the day at today's Vietnam midnight if one of its
-    open `day` orders was placed before it. None for a market with a timetable (its close
-    expires them) or when every open day order is today's."""
+    open `day` orders was placed before it. None for a market with a timetable, or one whose
+    sessions the operator runs by hand (its trading day opened when it left `closed`, and its
+    close expires them, even past midnight), or when every open day order is today's."""
     market = core.markets[symbol]
-    if market.instrument.timetable is not None:
+    if market.instrument.timetable is not None or market.session.trading_day:
         return None
     midnight_ns = vietnam_midnight_ns(vietnam_date(now_ns))
     for side in (Side.BUY, Side.SELL):
@@ -113,6 +115,10 @@ class Scheduler:
         for command in due_commands(core, now_ns):
             applied += await self._submit(command)
         today = vietnam_date(now_ns)
+        # Not while a batch is on its way to the disk: stamped before midnight, its day orders
+        # are yesterday's, and a look that missed them would leave them a whole day.
+        if not self.exchange.all_applied:
+            return applied
         for symbol in sorted(core.markets):
             if self._day_looked_at.get(symbol) == today:
                 continue

@@ -278,6 +278,12 @@ class Exchange:
         return self._accepting
 
     @property
+    def all_applied(self) -> bool:
+        """Has the core applied every command stamped so far (none is on its way to the disk)?
+        Commands still waiting to be stamped will be stamped from now on."""
+        return self._stamped_sequence <= self.core.last_sequence
+
+    @property
     def head_hash(self) -> bytes:
         return self._journal.head_hash if self._journal is not None else GENESIS_HASH
 

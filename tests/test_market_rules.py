@@ -390,6 +390,26 @@ def test_a_market_with_a_timetable_ends_its_day_orders_at_its_close_not_at_midni
     assert overnight_day_orders(market.core, HOG, at("10:00", day=1)) is None
 
 
+def test_without_a_timetable_but_with_sessions_run_by_hand_the_close_ends_the_day() -> None:
+    market = Market(hog(), now=at("21:00"))
+    market.session(Session.CLOSED)
+    market.now = at("22:00")
+    opened(market)  # a night session, opened by hand
+    market.now = at("23:00")
+    market.order(BUYER, BUY, 1, 59_000, tif=TimeInForce.DAY)
+    assert overnight_day_orders(market.core, HOG, at("00:00:01", day=1)) is None
+    market.now = at("02:00", day=1)
+    events = market.session(Session.CLOSED)  # the operator's close, past midnight
+    assert [e.order_id for e in of(OrderExpired, events)] == [1]  # type: ignore[attr-defined]
+
+
+def test_a_day_cannot_end_before_1970() -> None:
+    market = Market(hog())
+    market.order(BUYER, BUY, 1, 59_000, tif=TimeInForce.DAY)
+    assert rejected(market.do(c.ExpireDayOrders(HOG, ended_at_ns=-1))) == "INVALID_REQUEST"
+    assert market.core.markets[HOG].book.open_order_count() == 1
+
+
 def test_an_end_of_day_from_an_old_journal_expires_every_day_order() -> None:
     market = Market(hog(), now=at("10:00"))
     market.order(BUYER, BUY, 1, 59_000, tif=TimeInForce.DAY)
