@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import sys
 from typing import Any
 
 CANCEL_RETRY_SECONDS = 0.05  # a task still running after a cancel is cancelled again this soon
@@ -16,10 +16,10 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
     message arrived would take it and go on following, and whoever waits for it would wait for
     ever.
 
-    What the task raises is not the caller's to raise: a task ended this way reports its own
-    failures where it runs."""
+    A failure the task had already ended with is not the caller's to raise (it is stopping
+    the task, not running it), but it is said, not swallowed: nobody else will retrieve it."""
     while not task.done():
         task.cancel()
         await asyncio.wait({task}, timeout=CANCEL_RETRY_SECONDS)
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        task.result()
+    if not task.cancelled() and task.exception() is not None:
+        print(f"hogx: task {task.get_name()} had failed: {task.exception()!r}", file=sys.stderr)
