@@ -196,7 +196,9 @@ def create_app(settings: Settings) -> FastAPI:
                 for subscription in subscriptions:
                     await stop_serving(subscription)
                 for task in (*leader_tasks, flusher, heads_publisher):
-                    await cancel_and_wait(task)  # ended before what they use closes
+                    # Ended before the exchange stops. A day's head being published on its
+                    # thread finishes on its own: it reads the journal's files by itself.
+                    await cancel_and_wait(task)
                 book_history.close()
                 await exchange.stop()
                 await ledger_process.stop()  # what it could not write, it catches up next time

@@ -8,7 +8,7 @@ import binascii
 import itertools
 import re
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
@@ -32,7 +32,9 @@ _json = msgspec.json.Encoder()
 # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
 _DECIMAL = re.compile(r"[0-9]{1,18}")
 _EPOCH_NS = re.compile(r"-?[0-9]{1,20}")
-_FRACTION = re.compile(r"\.([0-9]+)")  # of a second, in an RFC 3339 time
+_FRACTION = re.compile(r"[.,]([0-9]+)")  # of a second, in an RFC 3339 (or ISO 8601) time
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 T = TypeVar("T")
 MAX_PAGE = 1_000
 # The times a record can carry: signed 64-bit epoch nanoseconds from 1970 on (to 2262-04-11).
@@ -117,8 +119,8 @@ def parse_time_ns(raw: str | None, name: str) -> int | None:
         ) from error
     if moment.tzinfo is None:
         raise ApiError("INVALID_REQUEST", f"{name} must carry a time zone (e.g. Z)")
-    seconds = int(moment.timestamp())
-    return seconds * 1_000_000_000 + moment.microsecond * 1_000 + nanoseconds
+    # Exact integers: a float timestamp would round a time before 1970 towards it.
+    return (moment - _EPOCH) // _MICROSECOND * 1_000 + nanoseconds
 
 
 def time_range(start: str | None, end: str | None) -> tuple[int | None, int | None]:

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from api.common import (
+    LAST_TIME_NS,
     caller,
     decode_cursor,
     encode_cursor,
@@ -118,7 +119,7 @@ async def audit_trades(
         "symbol": symbol,
         "participant_id": participant_id,
         "start_ns": 0 if start_ns is None else start_ns,
-        "end_ns": MAX_SEQUENCE if end_ns is None else end_ns,
+        "end_ns": LAST_TIME_NS if end_ns is None else end_ns,
         "from_sequence": from_sequence,
         "to_sequence": to_sequence,
     }

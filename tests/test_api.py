@@ -1713,9 +1713,12 @@ def test_candles_accept_start_and_end_as_rfc3339_or_epoch_nanoseconds(market: Ma
     by_lower = _served_candles(market.public.get(path, params={"interval": "1m", **as_lower_case}))
     assert by_text == by_ns == by_lower == _expected_candles(trades, 60)
     # To the nanosecond: an end one nanosecond after the first candle's start takes it in.
-    first_only = {"start": as_text["start"], "end": f"{first:%Y-%m-%dT%H:%M:%S}.000000001Z"}
-    answer = market.public.get(path, params={"interval": "1m", **first_only})
-    assert _served_candles(answer) == _expected_candles(trades, 60)[:1]
+    for mark in (".", ","):  # ISO 8601's decimal comma too, to the same nanosecond
+        just_after = f"{first:%Y-%m-%dT%H:%M:%S}{mark}000000001Z"
+        answer = market.public.get(
+            path, params={"interval": "1m", "start": as_text["start"], "end": just_after}
+        )
+        assert _served_candles(answer) == _expected_candles(trades, 60)[:1]
     later = {"start": as_text["end"], "end": (end + timedelta(hours=1)).isoformat()}
     assert _served_candles(market.public.get(path, params={"interval": "1m", **later})) == []
 

@@ -290,6 +290,9 @@ def test_delivery_mistakes_are_4xx_with_a_code(world: World) -> None:
     assert error_code(answer, 400) == "TRACEABILITY_REQUIRED"
     future = body | {"farm_code": "F-1", "inspected_at": "2999-01-01T00:00:00Z"}
     assert error_code(world.operator.post("/v1/admin/deliveries/in", json=future), 422)
+    # Half a second before 1970 is before 1970 (a float timestamp once rounded it after).
+    before_1970 = body | {"farm_code": "F-1", "inspected_at": "1969-12-31T23:59:59.5Z"}
+    assert error_code(world.operator.post("/v1/admin/deliveries/in", json=before_1970), 422)
     too_much = {"participant_id": world.ids["farm"], "symbol": symbol, "lots": 5}
     answer = world.operator.post("/v1/admin/deliveries/out", json=too_much)
     assert error_code(answer, 400) == "INSUFFICIENT_FUNDS"
