@@ -30,10 +30,12 @@ from typing import Any
 
 import msgspec
 from fastapi import APIRouter
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from websockets.protocol import State
 
+from api.errors import error_response
 from exchange.feed import FeedHub
 
 router = APIRouter()
@@ -266,6 +268,18 @@ class Connection:
             self.offer(self._frame("unsubscribed", channel=key[0], symbol=key[1]))
             return None
         return "INVALID_REQUEST", "op must be subscribe or unsubscribe"
+
+
+@router.get("/v1/ws", include_in_schema=False)
+async def feed_over_plain_http() -> Response:
+    """A browser or curl asking for the feed without a websocket upgrade: say how to connect,
+    rather than a bare 404 for a path that exists."""
+    return error_response(
+        426,
+        "UPGRADE_REQUIRED",
+        "GET /v1/ws is the websocket feed: connect with a websocket client (Upgrade: websocket)",
+        {"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
 
 
 @router.websocket("/v1/ws")

@@ -1033,6 +1033,13 @@ def test_subscribing_again_with_another_depth_replaces_the_book_stream(
     assert snapshots and snapshots[-1]["depth"] == MAX_SUBSCRIPTIONS + 8
 
 
+def test_the_feed_asked_for_over_plain_http_says_to_upgrade(exchange: Server) -> None:
+    answer = httpx.get(f"{exchange.url}/v1/ws")
+    assert answer.status_code == 426, answer.text
+    assert answer.json()["error"]["code"] == "UPGRADE_REQUIRED"
+    assert answer.headers["upgrade"] == "websocket"
+
+
 def test_binary_message_gets_an_error_and_the_connection_stays_open(
     exchange: Server, quiet_symbol: str
 ) -> None:
