@@ -1014,6 +1014,32 @@ def test_unsubscribing_candles_without_an_interval_frees_every_interval(
     run(scenario(), timeout=30)
 
 
+def test_unsubscribing_one_candle_interval_leaves_the_others_streaming(
+    exchange: Server, venue: Venue
+) -> None:
+    symbol = venue.list_instrument()
+    seller = venue.trader("interval-seller", [symbol])
+    buyer = venue.trader("interval-buyer", [symbol])
+
+    async def scenario() -> list[Frame]:
+        async with connect(ws_url(exchange)) as ws:
+            await subscribe(ws, "candles", symbol, interval="1m")
+            await subscribe(ws, "candles", symbol, interval="1d")
+            await send(ws, op="unsubscribe", channel="candles", symbol=symbol, interval="1m")
+            await recv_until(ws, lambda f: f.get("type") == "unsubscribed")
+            async with http_for(exchange, seller) as sell, http_for(exchange, buyer) as buy:
+                await place(sell, symbol, "sell", REFERENCE, 1)
+                assert (await place(buy, symbol, "buy", REFERENCE, 1))["status"] == "filled"
+            traded, before = await recv_until(
+                ws, lambda f: f.get("type") == "candle" and (f["candle"] or {}).get("volume")
+            )
+            return [*before, traded]
+
+    frames = [f for f in run(scenario(), timeout=20) if f.get("type") == "candle"]
+    assert frames[-1]["interval"] == "1d"  # still streaming
+    assert not [f for f in frames if f["interval"] == "1m" and f["candle"]]
+
+
 def test_subscribing_again_with_another_depth_replaces_the_book_stream(
     exchange: Server, quiet_symbol: str
 ) -> None:
