@@ -127,9 +127,9 @@ class Accounts:
         return 0 <= amount <= self.available(participant_id, asset)
 
     def reserve(self, participant_id: int, asset: str, amount: int) -> None:
-        balance = self.balance(participant_id, asset)
-        if not 0 <= amount <= balance.available:
+        if not self.can_reserve(participant_id, asset, amount):  # before: no empty balance
             raise InsufficientFunds(f"reserve {amount} {asset} for {participant_id}")
+        balance = self.balance(participant_id, asset)
         balance.available -= amount
         balance.reserved += amount
 

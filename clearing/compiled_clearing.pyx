@@ -242,9 +242,9 @@ cdef class Accounts:
         return 0 <= amount <= self._available(participant_id, asset)
 
     def reserve(self, participant_id, asset, amount):
-        cdef Balance balance = self._balance(participant_id, asset)
-        if not 0 <= amount <= balance.available:
+        if not 0 <= amount <= self._available(participant_id, asset):  # before: no empty balance
             raise _InsufficientFunds(f"reserve {amount} {asset} for {participant_id}")
+        cdef Balance balance = self._balance(participant_id, asset)
         balance.available -= amount
         balance.reserved += amount
 

@@ -34,7 +34,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from clearing.accounts import CASH, FEE_ACCOUNT, Balance
+from clearing.accounts import CASH, FEE_ACCOUNT, Balance, InsufficientFunds
 from clearing.implementation import (
     CLEARING_IMPLEMENTATION,
     PURE_PYTHON_ENV,
@@ -349,6 +349,15 @@ PythonVersusCompiled.TestCase.settings = settings(
     max_examples=300, stateful_step_count=50, deadline=None
 )
 TestPythonVersusCompiled = PythonVersusCompiled.TestCase
+
+
+@pytest.mark.parametrize("implementation", ["python", "compiled"])
+def test_a_refused_movement_makes_no_empty_balance(implementation: str) -> None:
+    accounts = (PythonAccounts if implementation == "python" else CompiledAccounts)()
+    for refused in (accounts.withdraw, accounts.reserve):
+        with pytest.raises(InsufficientFunds):
+            refused(7, CASH, 1)
+    assert accounts.balances_of(7) == []
 
 
 def test_the_compiled_clearing_is_built_wherever_ci_runs() -> None:
