@@ -19,8 +19,8 @@ A halt (`halted`, by the operator or an expired certificate) lies over any phase
 
 An instrument without a timetable is `continuous` from its listing, at any hour (API.md); its
 trading day is the Vietnam calendar day, and the scheduler expires its `day` orders at midnight,
-unless the operator runs its sessions by hand (its close ends the day then). One
-with a timetable follows it: `exchange.scheduler` compares the phase the timetable gives for the
+unless the operator runs its sessions by hand (its close ends the day then). One with a
+timetable follows it: `exchange.scheduler` compares the phase the timetable gives for the
 clock's time with the market's phase and submits `AdvanceSession` commands, one step at a time.
 
 Circuit breaker (CME-style velocity logic, opt-in per instrument): when the trades of the last
