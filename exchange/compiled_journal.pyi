@@ -24,13 +24,6 @@ def parse_records(
     record_type: Any,
     max_length: int,
 ) -> tuple[int, int, bytes, int]: ...
-def parse_decoded(
-    buf: bytes,
-    expected: int,
-    previous_hash: bytes,
-    wanted_from: int,
-    wanted_to: int,
-    stop_at_wanted_to: bool,
-    max_length: int,
-    decode: Callable[[bytes], Any],
-) -> tuple[int, int, bytes, int, int, list[int], list[Any], Exception | None]: ...
+def decode_checked(
+    buf: bytes, end: int, wanted_from: int, decode: Callable[[bytes], Any]
+) -> tuple[int, list[int], list[Any], Exception | None]: ...

@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""The journal's record codec in C: the compiled twin of `_encode_batch`, `_parse_records` and
-`_parse_decoded_python` in `exchange/journal.py`, which stays the readable statement of the
-format and the fallback.
+"""The journal's record codec in C: the compiled twin of `_encode_batch_python`,
+`_parse_records_python` and `_decode_checked_python` in `exchange/journal.py`, which stays the
+readable statement of the format and the fallback.
 
 Why: every record is encoded, checked and hashed once on the way in (group commit) and checked
 twice on the way out (open, then read, on every start-up and replay). In Python that is a few
@@ -10,8 +10,10 @@ hash itself. SHA-256 is OpenSSL's (the same library Python's hashlib uses), CRC-
 (the same function as `zlib.crc32`). The tests hold both codecs to the same bytes and the same
 answers on damaged input (tests/test_journal_codec_twins.py).
 
-A replay reads with `parse_decoded`: the same checks, then each payload decoded straight from
-the chunk by the decoder it is given, with no record or hash object built per record.
+A replay checks each chunk with `parse_records` (building nothing, on a read-ahead thread: the
+check releases the GIL), then decodes its good prefix with `decode_checked`: each payload decoded
+straight from the chunk by the decoder it is given, with no record or hash object built per
+record.
 
 Problems are returned as small integer codes; `journal.py` maps them to its messages.
 """
@@ -316,34 +318,35 @@ def parse_records(
     return _scan_answer(&scan, expected)
 
 
-def parse_decoded(
-    bytes buf not None,
-    uint64_t expected,
-    bytes previous_hash not None,
-    uint64_t wanted_from,
-    uint64_t wanted_to,
-    bint stop_at_wanted_to,
-    Py_ssize_t max_length,
-    object decode,
-):
-    """`_parse_decoded`: check as `parse_records` does, then decode the payload of each wanted
-    record that passed, in order, with `decode`, until it raises (an `Exception`).
+def decode_checked(bytes buf not None, Py_ssize_t end, uint64_t wanted_from, object decode):
+    """`_decode_checked_python`: decode the payload of each record of `buf[:end]` from sequence
+    `wanted_from` on, with `decode`, until it raises (an `Exception`). `buf[:end]` is a prefix
+    that `parse_records` checked (a read-ahead checks chunks on another thread, then the replay
+    decodes them with this); its framing is still bounds-checked here, so a wrong `end` is a
+    ValueError, never a read outside the buffer.
 
-    Returns `parse_records`' four answers and `(first_offset, times, entries, error)`: where
-    the first wanted record starts (the good prefix's end if there is none), the `time_ns` and
-    decoded payload of each record decoded, and what `decode` raised, if it did, at the record
-    after the last one decoded. No record object and no hash object is built: replay's way."""
-    cdef _Scan scan
-    cdef const uint8_t *data = _check_buffer(
-        buf, expected, previous_hash, wanted_to, stop_at_wanted_to, max_length, &scan
-    )
+    Returns `(first_offset, times, entries, error)`: where the first wanted record starts (`end`
+    if there is none), the `time_ns` and decoded payload of each record decoded, and what
+    `decode` raised, if it did, at the record after the last one decoded."""
+    if not 0 <= end <= PyBytes_GET_SIZE(buf):
+        raise ValueError(f"end {end} is outside a buffer of {PyBytes_GET_SIZE(buf)} bytes")
+    cdef const uint8_t *data = <const uint8_t *>PyBytes_AS_STRING(buf)
     cdef Py_ssize_t offset = 0
+    cdef uint32_t length
+    while offset < end:  # the framing, before anything is built on it
+        if end - offset < HEADER_BYTES:
+            raise ValueError(f"a record at offset {offset} is cut by the end of the prefix")
+        length = _get_u32(data + offset)
+        if length < MIN_LENGTH or <Py_ssize_t>length > end - offset - FRAME_BYTES:
+            raise ValueError(f"the record at offset {offset} does not fit the prefix")
+        offset += FRAME_BYTES + length
+    offset = 0
     cdef Py_ssize_t first_offset = -1
     cdef Py_ssize_t record_end
     cdef list times = []
     cdef list entries = []
     error = None
-    while offset < scan.offset:  # every record here passed the scan
+    while offset < end:
         record_end = offset + FRAME_BYTES + _get_u32(data + offset)
         if first_offset < 0:
             if _get_u64(data + offset + 8) < wanted_from:
@@ -362,5 +365,5 @@ def parse_decoded(
         entries.append(entry)
         offset = record_end
     if first_offset < 0:
-        first_offset = scan.offset
-    return _scan_answer(&scan, expected) + (first_offset, times, entries, error)
+        first_offset = end
+    return first_offset, times, entries, error

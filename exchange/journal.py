@@ -58,7 +58,8 @@ Reading: ``Journal.read`` and ``read_committed`` return a ``JournalReader``. Ite
 one ``JournalRecord`` (with its hash) per record. A replay reads it instead with
 ``decoded_batches(decode)``: per chunk read, the records' times and payloads decoded straight
 from the chunk by ``decode`` (no record or hash object per record), with the chain hashes
-before the first and after the last; checked exactly as any read is.
+before the first and after the last; checked exactly as any read is, but on a thread of its own
+a chunk or two ahead, so that the check runs on another core beside the decoding and applying.
 
 A ``Journal`` is the single writer of its directory (it holds an exclusive ``flock`` on the
 directory) and is not thread-safe. It reads no clock, no randomness and no global state.
@@ -71,8 +72,10 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import queue
 import re
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
@@ -121,6 +124,11 @@ _MAX_RECORD_BYTES: Final = _FRAME_BYTES + _MAX_LENGTH
 _READ_CHUNK_BYTES: Final = 4 << 20
 # Reading from the middle of a segment starts at the nearest checkpoint at or before it.
 _CHECKPOINT_BYTES: Final = 4 << 20
+# A replay's reader checks this many chunks ahead of the decoding (on a thread: _read_ahead),
+# holding at most that many more chunks in memory; it looks for a consumer that went away at
+# this interval while the queue is full.
+_READ_AHEAD_CHUNKS: Final = 2
+_READ_AHEAD_POLL_S: Final = 0.05
 _SEGMENT_NAME: Final = re.compile(r"journal-(\d{20})\.seg")
 
 assert _HEADER_BYTES == 24 and _MIN_LENGTH == 48
@@ -342,88 +350,106 @@ def _hash_of_record(data: bytes, offset: int, index: int) -> bytes:
     return data[end - _HASH_BYTES : end]
 
 
-def _parse_decoded(
-    buf: bytes,
-    expected: int,
-    previous_hash: bytes,
-    wanted_from: int,
-    wanted_to: int,
-    decode: Callable[[bytes], Any],
-) -> tuple[int, int, bytes, str | None, DecodedBatch]:
-    """`_parse_records`' check, and the wanted records as a `DecodedBatch`; with the compiled
-    codec when it is built (and the arguments fit it), else in Python.
+def _check_for_decoding(
+    buf: bytes, expected: int, previous_hash: bytes, wanted_from: int, wanted_to: int
+) -> _Parsed[_CheckedChunk]:
+    """`_parse_records`' check of a chunk, building nothing: the chunk and its good prefix,
+    for `_decode_checked` and `_decoded_batch` to make the replay's batch of."""
+    used, next_expected, head_hash, problem = _parse_records(
+        buf, expected, previous_hash, wanted_from, wanted_to, None
+    )
+    chunk = _CheckedChunk(buf, used, previous_hash, next_expected, head_hash)
+    return used, next_expected, head_hash, problem, chunk
 
-    Returns ``(offset, expected, previous_hash, problem, batch)``.
-    """
-    if _compiled_fits(buf, expected, previous_hash, wanted_from, wanted_to):
-        assert _compiled is not None
-        stops = wanted_to < _U64_LIMIT
-        parsed = _compiled.parse_decoded(
-            buf,
-            expected,
-            previous_hash,
-            wanted_from,
-            wanted_to if stops else 0,
-            stops,
-            _MAX_LENGTH,
-            decode,
-        )
-        used, next_expected, head_hash, code, first_offset, times, entries, error = parsed
-        problem = _PROBLEMS[code]
-    else:
-        parsed_python = _parse_decoded_python(
-            buf, expected, previous_hash, wanted_from, wanted_to, decode
-        )
-        used, next_expected, head_hash, problem, first_offset, times, entries, error = parsed_python
-    if first_offset < used:
+
+class _CheckedChunk(NamedTuple):
+    """A chunk read and its good prefix ``data[:used]``, checked from ``previous_hash`` on."""
+
+    data: bytes
+    used: int
+    previous_hash: bytes  # the chain hash of the record before the chunk's first
+    next_expected: int  # the sequence after the prefix's last record
+    head_hash: bytes  # the chain hash of the prefix's last record (previous_hash if none)
+
+
+def _decoded_batch(
+    chunk: _CheckedChunk, decoded: tuple[int, list[int], list[Any], Exception | None]
+) -> DecodedBatch:
+    """The `DecodedBatch` of a checked chunk, from what decoding its prefix gave."""
+    first_offset, times, entries, error = decoded
+    buf = chunk.data
+    if first_offset < chunk.used:
         (first_sequence,) = _U64.unpack_from(buf, first_offset + _FRAME_BYTES)
     else:
-        first_sequence = next_expected
-    before = buf[first_offset - _HASH_BYTES : first_offset] if first_offset else previous_hash
+        first_sequence = chunk.next_expected
+    before = buf[first_offset - _HASH_BYTES : first_offset] if first_offset else chunk.previous_hash
     if not entries:
         last_hash = before
     elif error is None:  # every record from the first wanted one to the good prefix's end
-        last_hash = head_hash
+        last_hash = chunk.head_hash
     else:
         last_hash = _hash_of_record(buf, first_offset, len(entries) - 1)
-    batch = DecodedBatch(
-        first_sequence, times, entries, before, last_hash, error, buf, first_offset
-    )
-    return used, next_expected, head_hash, problem, batch
+    return DecodedBatch(first_sequence, times, entries, before, last_hash, error, buf, first_offset)
 
 
-def _parse_decoded_python(
-    buf: bytes,
-    expected: int,
-    previous_hash: bytes,
-    wanted_from: int,
-    wanted_to: int,
-    decode: Callable[[bytes], Any],
-) -> tuple[int, int, bytes, str | None, int, list[int], list[Any], Exception | None]:
-    """Check records as `_parse_records_python` does, then decode the payload of each wanted
-    one, in order, until ``decode`` raises (an ``Exception``).
+def _decode_checked(
+    buf: bytes, end: int, wanted_from: int, decode: Callable[[bytes], Any]
+) -> tuple[int, list[int], list[Any], Exception | None]:
+    """`_decode_checked_python`, with the compiled codec when it is built (and the arguments
+    fit it)."""
+    if (
+        _compiled is not None
+        and type(buf) is bytes
+        and 0 <= end <= len(buf)
+        and 0 <= wanted_from < _U64_LIMIT
+    ):
+        decoded: tuple[int, list[int], list[Any], Exception | None]
+        decoded = _compiled.decode_checked(buf, end, wanted_from, decode)
+        return decoded
+    return _decode_checked_python(buf, end, wanted_from, decode)
 
-    Returns its four answers, then ``(first_offset, times, entries, error)``: where the first
-    wanted record starts (the end of the good prefix if there is none), the time and decoded
-    payload of each record decoded, and what ``decode`` raised at the record after them.
+
+def _decode_checked_python(
+    buf: bytes, end: int, wanted_from: int, decode: Callable[[bytes], Any]
+) -> tuple[int, list[int], list[Any], Exception | None]:
+    """Decode the payload of each record of ``buf[:end]``, a prefix a check passed, from
+    sequence ``wanted_from`` on, in order, until ``decode`` raises (an ``Exception``).
+
+    Returns ``(first_offset, times, entries, error)``: where the first wanted record starts
+    (``end`` if there is none), the time and decoded payload of each record decoded, and what
+    ``decode`` raised at the record after them. Framing that does not fit the prefix (a wrong
+    ``end``) is a ``ValueError`` before anything is decoded.
     """
-    records: list[JournalRecord] = []
-    used, expected, previous_hash, problem = _parse_records_python(
-        buf, expected, previous_hash, wanted_from, wanted_to, records
-    )
-    first_offset = used - sum(_HEADER_BYTES + len(r.payload) + _HASH_BYTES for r in records)
+    if not 0 <= end <= len(buf):
+        raise ValueError(f"end {end} is outside a buffer of {len(buf)} bytes")
+    starts = []
+    offset = 0
+    while offset < end:
+        if end - offset < _HEADER_BYTES:
+            raise ValueError(f"a record at offset {offset} is cut by the end of the prefix")
+        length = _FRAME.unpack_from(buf, offset)[0]
+        if length < _MIN_LENGTH or length > end - offset - _FRAME_BYTES:
+            raise ValueError(f"the record at offset {offset} does not fit the prefix")
+        starts.append(offset)
+        offset += _FRAME_BYTES + length
+    first_offset = end
     times: list[int] = []
     entries: list[Any] = []
     error: Exception | None = None
-    for record in records:
+    for start in starts:
+        length, _, sequence, time_ns = _HEADER.unpack_from(buf, start)
+        if first_offset == end:
+            if sequence < wanted_from:
+                continue
+            first_offset = start
         try:
-            entry = decode(record.payload)
+            entry = decode(buf[start + _HEADER_BYTES : start + _FRAME_BYTES + length - _HASH_BYTES])
         except Exception as raised:
             error = raised
             break
-        times.append(record.time_ns)
+        times.append(time_ns)
         entries.append(entry)
-    return used, expected, previous_hash, problem, first_offset, times, entries, error
+    return first_offset, times, entries, error
 
 
 class _Cursor:
@@ -1019,13 +1045,71 @@ def _read_decoded(
 ) -> Generator[DecodedBatch, None, None]:
     wanted_from = max(from_sequence, decode_from)
 
-    def parse(buf: bytes, expected: int, previous_hash: bytes) -> _Parsed[DecodedBatch]:
-        return _parse_decoded(buf, expected, previous_hash, wanted_from, last_sequence, decode)
+    def check(buf: bytes, expected: int, previous_hash: bytes) -> _Parsed[_CheckedChunk]:
+        return _check_for_decoding(buf, expected, previous_hash, wanted_from, last_sequence)
 
-    for batch in _read_segments(segments, from_sequence, last_sequence, parse):
+    # Chunks are read and checked on a thread of their own, decoded here: see _read_ahead.
+    checked = _read_segments(segments, from_sequence, last_sequence, check)
+    for chunk in _read_ahead(checked, _READ_AHEAD_CHUNKS):
+        decoded = _decode_checked(chunk.data, chunk.used, wanted_from, decode)
+        batch = _decoded_batch(chunk, decoded)
         yield batch
         if batch.error is not None:
             return
+
+
+def _read_ahead(items: Generator[_Made, None, None], depth: int) -> Generator[_Made, None, None]:
+    """``items``, made on a thread of their own, at most ``depth`` ahead of the consumer; what
+    making them raises is raised here, in its place, after the items made before it.
+
+    Why: a replay reads a chunk, checks it (CRC-32 and SHA-256 of every record), then decodes
+    and applies its records. The check needs no interpreter (the compiled codec releases the
+    GIL for it), so on a thread of its own it runs on another core while this one decodes and
+    applies the chunk before. Every record is still checked before it is decoded: a chunk is
+    handed over only once checked, with only its good prefix to decode.
+
+    Closing this generator (a consumer that stops early, an error) stops the thread and waits
+    for it, and ``items`` is closed on the thread that ran it."""
+    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(kind: bool, value: Any) -> bool:
+        """Put on the queue unless the consumer has gone; False once it has."""
+        while not stop.is_set():
+            try:
+                handoff.put((kind, value), timeout=_READ_AHEAD_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def make() -> None:
+        try:
+            for item in items:
+                if not hand_over(True, item):
+                    return
+            hand_over(False, None)
+        except BaseException as error:  # the consumer raises it in its place
+            hand_over(False, error)
+        finally:
+            items.close()
+
+    maker = threading.Thread(target=make, name="hogx-journal-read-ahead", daemon=True)
+    maker.start()
+    try:
+        while True:
+            is_item, value = handoff.get()
+            if not is_item:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:  # unblock a put in progress
+                handoff.get_nowait()
+        maker.join()
 
 
 def _make_directory(directory: Path, *, fsync: bool) -> None:

@@ -9,6 +9,7 @@ import hashlib
 import os
 import struct
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -844,6 +845,54 @@ def test_damage_anywhere_stops_a_replay_read_where_it_stops_a_plain_read(
                 assert str(replay_error.value) == str(plain_error.value)
                 seen = (replay_error.value.sequence, replay_error.value.offset)
                 assert seen == (plain_error.value.sequence, plain_error.value.offset)
+
+
+def read_ahead_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "hogx-journal-read-ahead"]
+
+
+def test_a_replay_read_checks_at_most_two_chunks_ahead_and_stops_when_abandoned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks are checked on a thread of their own, ahead of the decoding, but never more than
+    two ahead (their memory is bounded); a consumer that stops early ends that thread and
+    closes the segment file it read."""
+    monkeypatch.setattr(journal, "_READ_CHUNK_BYTES", 100)  # one 59-byte record a chunk
+    written = write(tmp_path, [3, 3, 3])
+    checked: list[int] = []
+    check = journal._parse_records
+
+    def counting_check(*args: object, **kwargs: object) -> object:
+        checked.append(1)
+        return check(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(journal, "_parse_records", counting_check)
+    with Journal.open(tmp_path, fsync=False) as opened:
+        open_fds = len(os.listdir("/proc/self/fd"))
+        checked.clear()  # the opening scan's checks
+        batches = opened.read().decoded_batches(bytes)
+        first = next(batches)
+        assert flatten([first]) == written[:1]
+        assert len(read_ahead_threads()) == 1
+        for _ in range(500):  # let the thread run as far ahead as it may
+            if len(checked) >= 4:
+                break
+            threading.Event().wait(0.01)
+        threading.Event().wait(0.05)
+        # The one handed over, two in the queue, one checked and waiting for room.
+        assert len(checked) == 4
+        batches.close()
+        assert read_ahead_threads() == []
+        assert len(os.listdir("/proc/self/fd")) == open_fds
+
+
+def test_a_replay_read_that_raises_leaves_no_thread_behind(tmp_path: Path) -> None:
+    write(tmp_path, [4, 3, 5], segment_bytes=250)
+    with Journal.open(tmp_path, fsync=False) as opened:
+        flip_byte(segments(tmp_path)[1], 30)
+        with pytest.raises(JournalCorruptError):
+            list(opened.read().decoded_batches(bytes))
+        assert read_ahead_threads() == []
 
 
 def test_a_replay_read_of_a_journal_whose_torn_tail_was_cut_reads_the_rest(

@@ -20,10 +20,12 @@ from exchange.journal import (
     _U64_LIMIT,
     GENESIS_HASH,
     JournalRecord,
+    _check_for_decoding,
+    _decode_checked,
+    _decode_checked_python,
+    _decoded_batch,
     _encode_batch,
     _encode_batch_python,
-    _parse_decoded,
-    _parse_decoded_python,
     _parse_records,
     _parse_records_python,
 )
@@ -135,44 +137,81 @@ def comparable(answer: tuple[object, ...]) -> tuple[object, ...]:
     return (*rest, None if not isinstance(error, Exception) else (type(error), error.args))
 
 
+def decoded_plainly(read: Read) -> tuple[list[int], list[object], Exception | None]:
+    """The oracle: the records a plain read builds, each payload decoded in turn until the
+    decoder refuses one."""
+    records: list[JournalRecord] = []
+    _parse_records_python(*read, records)
+    times: list[int] = []
+    entries: list[object] = []
+    for record in records:
+        try:
+            entries.append(picky_decoder(record.payload))
+        except ValueError as refused:
+            return times, entries, refused
+        times.append(record.time_ns)
+    return times, entries, None
+
+
 @settings(max_examples=500, deadline=None)
 @given(read=reads())
 def test_both_codecs_read_and_decode_any_bytes_alike(read: Read) -> None:
-    """The replay read (`parse_decoded`): the same good prefix, problem, first wanted record,
-    times and decoded payloads, and the same refusal by the decoder at the same record."""
-    assert compiled is not None
+    """The replay read (a chunk checked, then its good prefix decoded by `decode_checked`): with
+    either codec, the records of a plain read, each decoded, and the same refusal by the decoder
+    at the same record; and the same batch, hashes and all."""
     data, expected, chain_from, wanted_from, wanted_to = read
-    if journal._compiled_fits(data, expected, chain_from, wanted_from, wanted_to):
-        stops = wanted_to < _U64_LIMIT
-        used, next_expected, head, code, *decoded = compiled.parse_decoded(
-            data,
-            expected,
-            chain_from,
-            wanted_from,
-            wanted_to if stops else 0,
-            stops,
-            journal._MAX_LENGTH,
-            picky_decoder,
-        )
-        compiled_answer = (used, next_expected, head, journal._PROBLEMS[code], *decoded)
-        python_answer = _parse_decoded_python(
-            data, expected, chain_from, wanted_from, wanted_to, picky_decoder
-        )
-        assert comparable(compiled_answer) == comparable(python_answer)
-        assert compiled_answer[3] is python_answer[3]
-    # And the batch each codec's reader makes of it: the same records, hashes and refusal.
     made = []
     for codec in (compiled, None):
         journal._compiled = codec
         try:
-            *answers, batch_made = _parse_decoded(
-                data, expected, chain_from, wanted_from, wanted_to, picky_decoder
+            *answers, chunk = _check_for_decoding(
+                data, expected, chain_from, wanted_from, wanted_to
             )
+            decoded = _decode_checked(chunk.data, chunk.used, wanted_from, picky_decoder)
+            batch = _decoded_batch(chunk, decoded)
         finally:
             journal._compiled = compiled
-        error = batch_made.error
-        made.append((*answers, msgspec.structs.replace(batch_made, error=None), error))
+        assert comparable((batch.times, batch.entries, batch.error)) == comparable(
+            decoded_plainly(read)
+        )
+        made.append((*answers, msgspec.structs.replace(batch, error=None), batch.error))
     assert comparable(tuple(made[0])) == comparable(tuple(made[1]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(read=reads(), cut=st.integers(0, 10_000))
+def test_both_codecs_decode_a_checked_prefix_alike(read: Read, cut: int) -> None:
+    """`decode_checked` itself, compiled and in Python: the same answers on a checked prefix;
+    an end that is not a record boundary of the prefix is refused by both, alike, before
+    anything is decoded."""
+    assert compiled is not None
+    data, expected, chain_from, wanted_from, wanted_to = read
+    if not 0 <= wanted_from < _U64_LIMIT:
+        return
+    used, *_ = _parse_records_python(data, expected, chain_from, wanted_from, wanted_to, None)
+    compiled_answer = compiled.decode_checked(data, used, wanted_from, picky_decoder)
+    python_answer = _decode_checked_python(data, used, wanted_from, picky_decoder)
+    assert comparable(compiled_answer) == comparable(python_answer)
+    end = cut % (used + 1)
+    answers = []
+    for decode_checked in (compiled.decode_checked, _decode_checked_python):
+        try:
+            answers.append(comparable(decode_checked(data, end, wanted_from, picky_decoder)))
+        except ValueError as refused:
+            answers.append(("refused", str(refused)))
+    assert answers[0] == answers[1]
+
+
+def test_decoding_a_prefix_never_reads_past_its_end() -> None:
+    data, _ = _encode_batch_python([(1, 5, b"one"), (2, 6, b"two")], GENESIS_HASH)
+    for decode_checked in (compiled.decode_checked, _decode_checked_python):
+        for end in (-1, len(data) + 1):
+            with pytest.raises(ValueError, match="outside a buffer"):
+                decode_checked(data, end, 1, bytes)
+        with pytest.raises(ValueError, match="does not fit the prefix"):
+            decode_checked(data, len(data) - 1, 1, bytes)
+        with pytest.raises(ValueError, match="cut by the end of the prefix"):
+            decode_checked(data, len(data) // 2 + 10, 1, bytes)
 
 
 def test_no_record_follows_sequence_2_64_minus_1_in_either_codec() -> None:
