@@ -16,13 +16,13 @@ in each run, so the figures say where the time goes:
 - `sequencer floor`: sequencer + journal around a core that only takes the sequence number:
   the cost of the asyncio hand-offs, encoding, group commit and fsync on their own.
 
-Replay: the journal the `exchange` run wrote is replayed from scratch the way start-up and
-`hogx replay` do it (open and check the journal, read, decode, apply, projections); also for
-the core alone (open and check, then read, decode and apply, streamed, no projections), and
-split into its parts: `open_check`, `read_decode` and `apply`. Reading and decoding are one
-part because replay does them in one pass (`JournalReader.decoded_batches`: each chunk's
-records checked, then their payloads decoded straight from the chunk). Every figure is the
-median of `--runs`.
+Replay: the journal the `exchange` run wrote is replayed from scratch the way start-up does it
+(open and check the journal, read, decode, apply, projections); also for the core alone, the
+way `hogx replay` does it (open and check, then read, decode and apply, streamed, no
+projections), and split into its parts: `open_check`, `read_decode` and `apply`. Reading and
+decoding are one part because replay streams them (`JournalReader.decoded_batches`: each
+chunk's records checked on a read-ahead thread, then their payloads decoded straight from the
+chunk). Every figure is the median of `--runs`.
 
 Machine reference: the targets are for "this machine", and sessions do not always get the same
 one (the same code has run 2.5 times slower on one day's machine than on the previous one's).
@@ -165,13 +165,10 @@ def _timed_replay(data_dir: Path) -> dict[str, float]:
         recovered = Recovered()
         applied = recovered.catch_up(journal.read(1))
         replayed = time.perf_counter()
-        # The core alone, streamed the way `Recovered.catch_up` reads (a chunk of checked
-        # records at a time, payloads decoded as they are read) and applies (with the
-        # collector paused, as a replay runs: exchange/collector.py).
-        core = ExchangeCore()
-        with paused():
-            for batch in journal.read(1).decoded_batches(decode_entry):
-                _apply_batch(core, batch)
+        # The core alone, as `hogx replay` replays it.
+        alone = Recovered(projections=False)
+        alone.catch_up(journal.read(1))
+        core = alone.core
         core_done = time.perf_counter()
         with paused():  # the parts, one after the other: read and decode fused, then apply
             parts_started = time.perf_counter()
@@ -193,7 +190,7 @@ def _timed_replay(data_dir: Path) -> dict[str, float]:
 
 
 def _apply_batch(core: ExchangeCore, batch: DecodedBatch) -> None:
-    """Apply a decoded batch to `core` as `Recovered.catch_up` does, without the projections."""
+    """Apply a decoded batch to `core` as `Recovered(projections=False).catch_up` does."""
     apply = core.apply
     sequence = batch.first_sequence - 1
     for time_ns, entry in zip(batch.times, batch.entries, strict=True):

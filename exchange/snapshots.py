@@ -187,9 +187,21 @@ def load_newest(data_dir: Path, usable: int) -> Iterator[tuple[SnapshotInfo, Sna
 
 
 class Recovered:
-    """A core and its projections, at one sequence, with the journal hash there."""
+    """A core and its projections, at one sequence, with the journal hash there.
 
-    def __init__(self, snapshot: tuple[SnapshotInfo, SnapshotBody] | None = None) -> None:
+    With `projections=False`, a replay applies the journal to the core alone: what `hogx
+    replay` reports is the core's (its digest, last sequence and the journal's head), and the
+    projections (market data, audit trail, surveillance) cost twice what the core does to
+    replay. They then stay as they were loaded, behind the core, so such a `Recovered` refuses
+    to make a snapshot."""
+
+    def __init__(
+        self,
+        snapshot: tuple[SnapshotInfo, SnapshotBody] | None = None,
+        *,
+        projections: bool = True,
+    ) -> None:
+        self.projections = projections
         if snapshot is None:
             self.core, self.market_data, self.journal_hash = (
                 ExchangeCore(),
@@ -209,7 +221,12 @@ class Recovered:
 
     @classmethod
     def newest(
-        cls, data_dir: Path, usable: int, journal_hash_at: Callable[[int], bytes] | None = None
+        cls,
+        data_dir: Path,
+        usable: int,
+        journal_hash_at: Callable[[int], bytes] | None = None,
+        *,
+        projections: bool = True,
     ) -> Recovered:
         """From the newest valid snapshot at or below `usable`, or from nothing.
 
@@ -217,11 +234,15 @@ class Recovered:
         has the hash the snapshot was taken at.
         """
         with paused():  # loading builds only lasting state, as a replay does
-            return cls._newest(data_dir, usable, journal_hash_at)
+            return cls._newest(data_dir, usable, journal_hash_at, projections)
 
     @classmethod
     def _newest(
-        cls, data_dir: Path, usable: int, journal_hash_at: Callable[[int], bytes] | None
+        cls,
+        data_dir: Path,
+        usable: int,
+        journal_hash_at: Callable[[int], bytes] | None,
+        projections: bool,
     ) -> Recovered:
         for info, body in load_newest(data_dir, usable):
             if journal_hash_at is not None and journal_hash_at(info.sequence) != info.journal_hash:
@@ -230,10 +251,12 @@ class Recovered:
                     file=sys.stderr,
                 )
                 continue
-            return cls((info, body))
-        return cls()
+            return cls((info, body), projections=projections)
+        return cls(projections=projections)
 
     def snapshot(self) -> SnapshotBody:
+        if not self.projections:
+            raise ValueError("a replay of the core alone has no projections to snapshot")
         return SnapshotBody(
             self.core.state(),
             self.market_data.state(),
@@ -272,9 +295,10 @@ class Recovered:
                 continue
             command = decode_command(record.payload)
             events = core.apply(command, record.sequence, record.time_ns)
-            market_data.observe(record.sequence, record.time_ns, events)
-            self.audit.observe(record.sequence, record.time_ns, command, events)
-            self.surveillance.observe(record.sequence, record.time_ns, command, events)
+            if self.projections:
+                market_data.observe(record.sequence, record.time_ns, events)
+                self.audit.observe(record.sequence, record.time_ns, command, events)
+                self.surveillance.observe(record.sequence, record.time_ns, command, events)
             self.journal_hash = record.hash
             applied += 1
             if progress is not None and applied % PROGRESS_EVERY == 0:
@@ -313,20 +337,29 @@ class Recovered:
     def _apply_run(self, batch: DecodedBatch, start: int, stop: int) -> None:
         """Apply entries `start:stop` of `batch`; `journal_hash` ends as the last applied
         record's, also when one of them raises."""
-        core, market_data = self.core, self.market_data
-        audit, surveillance = self.audit, self.surveillance
+        apply = self.core.apply
+        market_data, audit, surveillance = self.market_data, self.audit, self.surveillance
+        records = zip(batch.times[start:stop], batch.entries[start:stop], strict=True)
         sequence = batch.first_sequence + start - 1
+        # `command_of` checks the version too; inline below, for the records where it holds.
         try:
-            for time_ns, entry in zip(
-                batch.times[start:stop], batch.entries[start:stop], strict=True
-            ):
-                sequence += 1
-                # `command_of` checks the version too; inline, for the records where it holds.
-                command = entry.command if entry.version == SCHEMA_VERSION else command_of(entry)
-                events = core.apply(command, sequence, time_ns)
-                market_data.observe(sequence, time_ns, events)
-                audit.observe(sequence, time_ns, command, events)
-                surveillance.observe(sequence, time_ns, command, events)
+            if not self.projections:
+                for time_ns, entry in records:
+                    sequence += 1
+                    command = (
+                        entry.command if entry.version == SCHEMA_VERSION else command_of(entry)
+                    )
+                    apply(command, sequence, time_ns)
+            else:
+                for time_ns, entry in records:
+                    sequence += 1
+                    command = (
+                        entry.command if entry.version == SCHEMA_VERSION else command_of(entry)
+                    )
+                    events = apply(command, sequence, time_ns)
+                    market_data.observe(sequence, time_ns, events)
+                    audit.observe(sequence, time_ns, command, events)
+                    surveillance.observe(sequence, time_ns, command, events)
         except BaseException:
             done = sequence - batch.first_sequence  # entries fully applied before this one
             if done > 0:

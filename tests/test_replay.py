@@ -67,15 +67,17 @@ def write_journal(directory: Path, count: int, odd: dict[int, bytes] | None = No
     return len(records)
 
 
-def state_at(directory: Path, sequence: int, journal_hash: bytes | None = None) -> Recovered:
-    """What start-up would load from a snapshot at `sequence` (taken with `journal_hash`,
-    the journal's own by default)."""
+def state_at(
+    directory: Path, sequence: int, journal_hash: bytes | None = None, *, projections: bool = True
+) -> Recovered:
+    """What start-up (or, without the projections, `hogx replay`) would load from a snapshot at
+    `sequence` (taken with `journal_hash`, the journal's own by default)."""
     recovered = Recovered()
     with Journal.open(directory, fsync=False) as opened:
         recovered.catch_up(iter(opened.read(1, sequence)))
     body = msgspec.msgpack.decode(msgspec.msgpack.encode(recovered.snapshot()), type=SnapshotBody)
     info = SnapshotInfo(directory / "snapshot", sequence, journal_hash or recovered.journal_hash)
-    return Recovered((info, body))
+    return Recovered((info, body), projections=projections)
 
 
 def fingerprint(recovered: Recovered) -> tuple[str, ...]:
@@ -133,6 +135,35 @@ def test_a_replay_rebuilds_what_a_record_by_record_replay_rebuilds(
         assert applied == last - at and journal_hash == head.hex()
 
 
+def test_a_replay_of_the_core_alone_rebuilds_the_core_a_full_replay_rebuilds(
+    tmp_path: Path, chunk_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hogx replay`'s way: the same core digest, journal hash and progress reports as a replay
+    with the projections, from scratch or from a snapshot; the projections stay as loaded."""
+    monkeypatch.setattr(snapshots, "PROGRESS_EVERY", 37)
+    last = write_journal(tmp_path, 400)
+    for at in (None, 1, 64, 150, last):
+
+        def make(projections: bool, at: int | None = at) -> Recovered:
+            if at is None:
+                return Recovered(projections=projections)
+            return state_at(tmp_path, at, projections=projections)
+
+        full_applied, full_reports, full = both_ways(tmp_path, lambda: make(True))
+        alone_applied, alone_reports, alone = both_ways(tmp_path, lambda: make(False))
+        assert (alone_applied, alone_reports) == (full_applied, full_reports)
+        core_digest, *projections, journal_hash = alone
+        assert (core_digest, journal_hash) == (full[0], full[-1])
+        assert projections == list(fingerprint(make(False))[1:-1])  # untouched
+        if at != last:
+            assert projections != list(full[1:-1])
+
+
+def test_a_replay_of_the_core_alone_makes_no_snapshot() -> None:
+    with pytest.raises(ValueError, match="no projections to snapshot"):
+        Recovered(projections=False).snapshot()
+
+
 def test_a_replay_from_before_the_snapshot_skips_to_it(tmp_path: Path, chunk_bytes: int) -> None:
     last = write_journal(tmp_path, 100)
     applied, *_ = both_ways(tmp_path, lambda: state_at(tmp_path, 60), from_sequence=3)
@@ -154,28 +185,37 @@ def test_a_snapshot_of_another_history_is_refused_wherever_its_record_lies(
         assert journal_hash == foreign.hex() and reports == []
 
 
+def failing_at(failing: int, *, projections: bool) -> Recovered:
+    """A state whose replay fails at record `failing`: in the surveillance with the
+    projections (`observe(sequence, ...)`), in the core without them (`apply(command,
+    sequence, time_ns)`)."""
+    recovered = Recovered(projections=projections)
+    part: Any = recovered.surveillance if projections else recovered.core
+    name, sequence_at = ("observe", 0) if projections else ("apply", 1)
+    original = getattr(part, name)
+
+    def until_failing(*args: Any) -> Any:
+        if args[sequence_at] == failing:
+            raise RuntimeError(f"{name} failed at {failing}")
+        return original(*args)
+
+    setattr(part, name, until_failing)
+    return recovered
+
+
+@pytest.mark.parametrize("projections", [True, False], ids=["with-projections", "core-alone"])
 def test_a_replay_stopped_by_a_failing_record_keeps_the_hash_of_the_last_one_applied(
-    tmp_path: Path, chunk_bytes: int
+    tmp_path: Path, chunk_bytes: int, projections: bool
 ) -> None:
     write_journal(tmp_path, 200)
     with Journal.open(tmp_path, fsync=False) as opened:
         hashes = [GENESIS_HASH] + [record.hash for record in opened.read()]
     for failing in (1, 2, 40, 64, 65, 199):
-
-        def make(failing: int = failing) -> Recovered:
-            recovered = Recovered()
-            observe = recovered.surveillance.observe
-
-            def observe_until(sequence: int, *rest: Any) -> None:
-                if sequence == failing:
-                    raise RuntimeError(f"surveillance failed at {sequence}")
-                observe(sequence, *rest)
-
-            recovered.surveillance.observe = observe_until  # type: ignore[method-assign]
-            return recovered
-
-        applied, _, (*_, journal_hash) = both_ways(tmp_path, make)
-        assert applied == (RuntimeError, f"surveillance failed at {failing}")
+        applied, _, (*_, journal_hash) = both_ways(
+            tmp_path, lambda failing=failing: failing_at(failing, projections=projections)
+        )
+        name = "observe" if projections else "apply"
+        assert applied == (RuntimeError, f"{name} failed at {failing}")
         assert journal_hash == hashes[failing - 1].hex()
 
 
