@@ -59,7 +59,7 @@ one ``JournalRecord`` (with its hash) per record. A replay reads it instead with
 ``decoded_batches(decode)``: per chunk read, the records' times and payloads decoded straight
 from the chunk by ``decode`` (no record or hash object per record), with the chain hashes
 before the first and after the last; checked exactly as any read is, but on a thread of its own
-a chunk or two ahead, so that the check runs on another core beside the decoding and applying.
+up to two chunks ahead, so that the check runs on another core beside the decoding and applying.
 
 A ``Journal`` is the single writer of its directory (it holds an exclusive ``flock`` on the
 directory) and is not thread-safe. It reads no clock, no randomness and no global state.
@@ -124,9 +124,9 @@ _MAX_RECORD_BYTES: Final = _FRAME_BYTES + _MAX_LENGTH
 _READ_CHUNK_BYTES: Final = 4 << 20
 # Reading from the middle of a segment starts at the nearest checkpoint at or before it.
 _CHECKPOINT_BYTES: Final = 4 << 20
-# A replay's reader checks this many chunks ahead of the decoding (on a thread: _read_ahead),
-# holding at most that many more chunks in memory; it looks for a consumer that went away at
-# this interval while the queue is full.
+# A replay's reader checks up to this many chunks ahead of the one being decoded (on a thread:
+# _read_ahead), holding that many more chunks in memory; it looks for a consumer that went away
+# at this interval while it waits for room.
 _READ_AHEAD_CHUNKS: Final = 2
 _READ_AHEAD_POLL_S: Final = 0.05
 _SEGMENT_NAME: Final = re.compile(r"journal-(\d{20})\.seg")
@@ -158,7 +158,7 @@ CODEC_IMPLEMENTATION: Final = "python" if _compiled is None else "compiled"
 # The compiled codec's problem codes, as this module's messages (identity matters: `is _SHORT`).
 _PROBLEMS: Final = (None, _SHORT, _LENGTH, _CRC, _SEQUENCE, _CHAIN)
 
-# What a scan makes of each chunk it reads: records, a decoded batch, or nothing (a check).
+# What a scan makes of each chunk it reads: records, a checked chunk, or nothing (a check).
 _Made = TypeVar("_Made")
 # (offset after the good prefix, next expected sequence, head hash, problem, what it made)
 _Parsed = tuple[int, int, bytes, "str | None", _Made]
@@ -976,6 +976,10 @@ class JournalReader(Iterator[JournalRecord]):
         Records up to ``after`` are checked but not decoded (a replay from a snapshot at
         ``after`` needs only their hashes: a batch's ``previous_hash``). Every chunk gives a
         batch, even one without entries. After a batch with an ``error`` the reader stops.
+
+        The chunks are read and checked on a thread of their own, up to two ahead of the one
+        being decoded (`_read_ahead`): read to the end, or close the iterator, which ends the
+        thread (as does the iterator's garbage collection).
         """
         if self._records is not None:
             raise ValueError("this reader has already started reading")
@@ -1048,9 +1052,10 @@ def _read_decoded(
     def check(buf: bytes, expected: int, previous_hash: bytes) -> _Parsed[_CheckedChunk]:
         return _check_for_decoding(buf, expected, previous_hash, wanted_from, last_sequence)
 
-    # Chunks are read and checked on a thread of their own, decoded here: see _read_ahead.
     checked = _read_segments(segments, from_sequence, last_sequence, check)
-    for chunk in _read_ahead(checked, _READ_AHEAD_CHUNKS):
+    # The Python codec's check holds the GIL: on another thread it would only take turns.
+    chunks = checked if _compiled is None else _read_ahead(checked, _READ_AHEAD_CHUNKS)
+    for chunk in chunks:
         decoded = _decode_checked(chunk.data, chunk.used, wanted_from, decode)
         batch = _decoded_batch(chunk, decoded)
         yield batch
@@ -1059,38 +1064,38 @@ def _read_decoded(
 
 
 def _read_ahead(items: Generator[_Made, None, None], depth: int) -> Generator[_Made, None, None]:
-    """``items``, made on a thread of their own, at most ``depth`` ahead of the consumer; what
-    making them raises is raised here, in its place, after the items made before it.
+    """``items``, made on a thread of their own, at most ``depth`` ahead of the one the consumer
+    took last; what making them raises is raised here, in its place, after the items made
+    before it.
 
     Why: a replay reads a chunk, checks it (CRC-32 and SHA-256 of every record), then decodes
     and applies its records. The check needs no interpreter (the compiled codec releases the
     GIL for it), so on a thread of its own it runs on another core while this one decodes and
     applies the chunk before. Every record is still checked before it is decoded: a chunk is
-    handed over only once checked, with only its good prefix to decode.
+    handed over only once checked, with only its good prefix to decode. The price is memory:
+    ``depth`` chunks more than a reader on one thread holds.
 
-    Closing this generator (a consumer that stops early, an error) stops the thread and waits
-    for it, and ``items`` is closed on the thread that ran it."""
-    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    Closing this generator (a consumer that stops early, an error, garbage collection) stops
+    the thread; ``items`` is closed on the thread that ran it."""
+    handoff: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+    room = threading.Semaphore(depth)  # a permit per item made and not yet taken
     stop = threading.Event()
-
-    def hand_over(kind: bool, value: Any) -> bool:
-        """Put on the queue unless the consumer has gone; False once it has."""
-        while not stop.is_set():
-            try:
-                handoff.put((kind, value), timeout=_READ_AHEAD_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
 
     def make() -> None:
         try:
-            for item in items:
-                if not hand_over(True, item):
+            while True:
+                while not room.acquire(timeout=_READ_AHEAD_POLL_S):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
                     return
-            hand_over(False, None)
+                item = next(items, _NOTHING_MORE)
+                if item is _NOTHING_MORE:
+                    handoff.put((False, None))
+                    return
+                handoff.put((True, item))
         except BaseException as error:  # the consumer raises it in its place
-            hand_over(False, error)
+            handoff.put((False, error))
         finally:
             items.close()
 
@@ -1098,18 +1103,26 @@ def _read_ahead(items: Generator[_Made, None, None], depth: int) -> Generator[_M
     maker.start()
     try:
         while True:
-            is_item, value = handoff.get()
+            try:
+                is_item, value = handoff.get(timeout=_READ_AHEAD_POLL_S)
+            except queue.Empty:
+                if maker.is_alive() or not handoff.empty():
+                    continue
+                raise RuntimeError("the journal's read-ahead thread ended without a word") from None
             if not is_item:
                 if value is not None:
                     raise value
                 return
+            room.release()
             yield value
     finally:
         stop.set()
-        with contextlib.suppress(queue.Empty):
-            while True:  # unblock a put in progress
-                handoff.get_nowait()
-        maker.join()
+        # Not when a collection on the maker thread itself finalizes this generator.
+        if threading.get_ident() != maker.ident:
+            maker.join()
+
+
+_NOTHING_MORE: Final = object()
 
 
 def _make_directory(directory: Path, *, fsync: bool) -> None:

@@ -5,6 +5,8 @@ that states the format (the `codec` fixture runs each test once with each)."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import os
 import struct
@@ -13,6 +15,7 @@ import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -851,48 +854,79 @@ def read_ahead_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "hogx-journal-read-ahead"]
 
 
+def open_segments(directory: Path) -> list[str]:
+    """The segment files of `directory` this process has open."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(directory)) and target.endswith(".seg"):
+                found.append(target)
+    return found
+
+
 def test_a_replay_read_checks_at_most_two_chunks_ahead_and_stops_when_abandoned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Chunks are checked on a thread of their own, ahead of the decoding, but never more than
-    two ahead (their memory is bounded); a consumer that stops early ends that thread and
-    closes the segment file it read."""
+    two ahead of the one handed over (their memory is bounded); a consumer that stops early
+    ends that thread and closes the segment file it read. (With the Python codec, whose check
+    holds the GIL, on the reader's own thread.)"""
     monkeypatch.setattr(journal, "_READ_CHUNK_BYTES", 100)  # one 59-byte record a chunk
     written = write(tmp_path, [3, 3, 3])
+    if journal._compiled is None:
+        with Journal.open(tmp_path, fsync=False) as opened:
+            batches = opened.read().decoded_batches(bytes)
+            assert flatten([next(batches)]) == written[:1] and read_ahead_threads() == []
+        return
     checked: list[int] = []
     check = journal._parse_records
 
-    def counting_check(*args: object, **kwargs: object) -> object:
+    def counting_check(*args: Any, **kwargs: Any) -> Any:
         checked.append(1)
-        return check(*args, **kwargs)  # type: ignore[arg-type]
+        return check(*args, **kwargs)
 
     monkeypatch.setattr(journal, "_parse_records", counting_check)
     with Journal.open(tmp_path, fsync=False) as opened:
-        open_fds = len(os.listdir("/proc/self/fd"))
         checked.clear()  # the opening scan's checks
+        writing = open_segments(tmp_path)  # the journal's own, to append to
         batches = opened.read().decoded_batches(bytes)
-        first = next(batches)
-        assert flatten([first]) == written[:1]
-        assert len(read_ahead_threads()) == 1
+        assert flatten([next(batches)]) == written[:1]
+        assert len(read_ahead_threads()) == 1 and len(open_segments(tmp_path)) == len(writing) + 1
         for _ in range(500):  # let the thread run as far ahead as it may
+            if len(checked) >= 3:
+                break
+            threading.Event().wait(0.01)
+        threading.Event().wait(0.1)
+        assert len(checked) == 3  # the one handed over, and two ahead
+        assert flatten([next(batches)]) == written[1:2]
+        for _ in range(500):
             if len(checked) >= 4:
                 break
             threading.Event().wait(0.01)
-        threading.Event().wait(0.05)
-        # The one handed over, two in the queue, one checked and waiting for room.
+        threading.Event().wait(0.1)
         assert len(checked) == 4
         batches.close()
-        assert read_ahead_threads() == []
-        assert len(os.listdir("/proc/self/fd")) == open_fds
+        assert read_ahead_threads() == [] and open_segments(tmp_path) == writing
+        batches = opened.read().decoded_batches(bytes)
+        next(batches)
+        del batches  # dropped, not closed: collected, it ends its thread all the same
+        gc.collect()
+        assert read_ahead_threads() == [] and open_segments(tmp_path) == writing
 
 
 def test_a_replay_read_that_raises_leaves_no_thread_behind(tmp_path: Path) -> None:
     write(tmp_path, [4, 3, 5], segment_bytes=250)
     with Journal.open(tmp_path, fsync=False) as opened:
+        writing = open_segments(tmp_path)  # the journal's own, to append to
         flip_byte(segments(tmp_path)[1], 30)
         with pytest.raises(JournalCorruptError):
             list(opened.read().decoded_batches(bytes))
-        assert read_ahead_threads() == []
+        assert read_ahead_threads() == [] and open_segments(tmp_path) == writing
+        with pytest.raises(RuntimeError, match="failed at 1"):
+            for batch in opened.read().decoded_batches(bytes):  # a consumer failing midway
+                raise RuntimeError(f"failed at {batch.first_sequence}")
+        assert read_ahead_threads() == [] and open_segments(tmp_path) == writing
 
 
 def test_a_replay_read_of_a_journal_whose_torn_tail_was_cut_reads_the_rest(
