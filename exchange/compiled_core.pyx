@@ -417,6 +417,10 @@ cdef class CompiledTradingPath:
         if market is None:
             return _rejected("UNKNOWN_INSTRUMENT", f"no instrument {symbol!r} is listed")
         _market(market)
+        # The market's own string from here on (equal, as its key): the order's record and
+        # events then share one object per market, not a decoded copy per order, and later
+        # lookups by it match at once, without hashing or comparing characters.
+        symbol = get_field(market, MARKET_SYMBOL)
         expiry_ns = get_field(market, MARKET_EXPIRY_NS)
         if expiry_ns and self.last_time_ns >= expiry_ns:
             return _rejected("CERTIFICATE_EXPIRED", certificate_halt_reason(market))
@@ -477,7 +481,7 @@ cdef class CompiledTradingPath:
         if type(_first(engine_events)) is _OrderRejected:  # post-only would take: undo the hold
             self._risk_release(order_id)
             return engine_events
-        self._register_c(command, order_id)
+        self._register_c(command, order_id, symbol)
         cdef list events = [
             _OrderRegistered(order_id, participant_id, symbol, client_order_id),
             hold_event,
@@ -532,16 +536,17 @@ cdef class CompiledTradingPath:
 
     def _register(self, command, order_id):
         _exact(command, _PlaceOrder)
-        self._register_c(command, order_id)
+        self._register_c(command, order_id, get_field(command, PLACE_SYMBOL))
 
-    cdef void _register_c(self, object command, object order_id) except *:
+    cdef void _register_c(self, object command, object order_id, object symbol) except *:
+        """`symbol`: the command's, as the market's own string (`_place_c`)."""
         participant_id = get_field(command, PLACE_PARTICIPANT_ID)
         client_order_id = get_field(command, PLACE_CLIENT_ORDER_ID)
         sequence = self.last_sequence
         self.orders[order_id] = _OrderRecord(
             order_id,
             participant_id,
-            get_field(command, PLACE_SYMBOL),
+            symbol,
             get_field(command, PLACE_SIDE),
             get_field(command, PLACE_ORDER_TYPE),
             get_field(command, PLACE_PRICE),

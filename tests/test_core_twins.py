@@ -338,6 +338,22 @@ def test_a_breaker_trips_the_same_way_on_both() -> None:
     assert twins.compiled.digest() == twins.python.digest()
 
 
+def test_an_order_keeps_its_markets_own_symbol_not_the_copy_it_came_with() -> None:
+    """Every order placed names its market by the market's own string, not by the copy decoded
+    with its command: one string per market, however many orders (both cores agree on the
+    value either way; the compiled one shares the object)."""
+    twins = TwinCores()
+    for command in setup():
+        twins.apply(command)
+    copy = "".join(HOG)  # equal to the listed symbol, another object
+    assert copy == HOG and copy is not HOG
+    events = twins.apply(c.PlaceOrder(2, copy, Side.SELL, OrderType.LIMIT, 60_000, 2))
+    registered = next(e for e in events if type(e).__name__ == "OrderRegistered")
+    market_symbol = twins.compiled.markets[HOG].symbol
+    assert twins.compiled.orders[registered.order_id].symbol is market_symbol
+    assert registered.symbol is market_symbol
+
+
 def test_the_compiled_core_calls_a_subclass_of_risk_through_its_python_methods() -> None:
     """The compiled trading path calls the compiled clearing's `Risk` in C only when it is
     exactly that class (compiled_clearing.pxd): a subclass's overrides must run."""
