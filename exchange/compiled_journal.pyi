@@ -23,6 +23,7 @@ def parse_records(
     out: list[Any] | None,
     record_type: Any,
     max_length: int,
+    split_bytes: int,
 ) -> tuple[int, int, bytes, int]: ...
 def decode_checked(
     buf: bytes, end: int, wanted_from: int, decode: Callable[[bytes], Any]

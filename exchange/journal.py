@@ -128,6 +128,9 @@ _CHECKPOINT_BYTES: Final = 4 << 20
 # _read_ahead), holding that many more chunks in memory; it looks for a consumer that went away
 # at this interval while it waits for room.
 _READ_AHEAD_CHUNKS: Final = 2
+# The compiled codec checks a buffer this long or longer in two halves at once, on two threads
+# (compiled_journal.pyx, `_scan_in_halves`): a read chunk is, a batch being written is not.
+_SPLIT_CHECK_BYTES: Final = 1 << 20
 _READ_AHEAD_POLL_S: Final = 0.05
 _SEGMENT_NAME: Final = re.compile(r"journal-(\d{20})\.seg")
 
@@ -239,9 +242,12 @@ def _parse_records(
     wanted_from: int,
     wanted_to: int,
     out: list[JournalRecord] | None,
+    *,
+    in_halves: bool = True,
 ) -> tuple[int, int, bytes, str | None]:
     """Check records in ``buf`` from offset 0 until the data, or ``wanted_to``, ends; with the
     compiled codec when it is built (and the arguments fit its u64 fields), else in Python.
+    The compiled codec checks a long buffer in two halves at once unless ``in_halves`` is False.
 
     Returns ``(offset, expected, previous_hash, problem)``, as `_parse_records_python`.
     """
@@ -258,6 +264,7 @@ def _parse_records(
             out,
             JournalRecord,
             _MAX_LENGTH,
+            _SPLIT_CHECK_BYTES if in_halves else len(buf) + 1,
         )
         return used, expected, previous_hash, _PROBLEMS[code]
     return _parse_records_python(buf, expected, previous_hash, wanted_from, wanted_to, out)
@@ -355,8 +362,10 @@ def _check_for_decoding(
 ) -> _Parsed[_CheckedChunk]:
     """`_parse_records`' check of a chunk, building nothing: the chunk and its good prefix,
     for `_decode_checked` and `_decoded_batch` to make the replay's batch of."""
+    # Not in halves: this check already runs on a thread of its own beside the decoding
+    # (_read_ahead), and a third thread would take turns with the replay's own on two cores.
     used, next_expected, head_hash, problem = _parse_records(
-        buf, expected, previous_hash, wanted_from, wanted_to, None
+        buf, expected, previous_hash, wanted_from, wanted_to, None, in_halves=False
     )
     chunk = _CheckedChunk(buf, used, previous_hash, next_expected, head_hash)
     return used, next_expected, head_hash, problem, chunk

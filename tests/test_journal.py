@@ -55,9 +55,26 @@ CODECS = [
 ]
 
 
-@pytest.fixture(autouse=True, params=CODECS)
+# Each codec; and the compiled one checking every buffer of two records or more in two halves
+# at once (by default only buffers of a megabyte or more, which these small journals never are).
+READERS = [
+    *((param.values[0], journal._SPLIT_CHECK_BYTES, param) for param in CODECS),
+    (journal._compiled, 1, CODECS[0]),
+]
+
+
+@pytest.fixture(
+    autouse=True,
+    params=[
+        pytest.param((codec, split), id=f"{param.id}{'-in-halves' if split == 1 else ''}",
+                     marks=param.marks)
+        for codec, split, param in READERS
+    ],
+)  # fmt: skip
 def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(journal, "_compiled", request.param)
+    compiled, split_bytes = request.param
+    monkeypatch.setattr(journal, "_compiled", compiled)
+    monkeypatch.setattr(journal, "_SPLIT_CHECK_BYTES", split_bytes)
 
 
 def entries(first: int, count: int) -> list[Entry]:

@@ -123,6 +123,34 @@ def test_both_codecs_read_any_bytes_alike(read: Read, build: bool) -> None:
     assert compiled_answer[3] is python_answer[3]  # the very message: callers compare with `is`
 
 
+@settings(max_examples=1000, deadline=None)
+@given(read=reads(), build=st.booleans(), more=st.integers(0, 40))
+def test_a_check_in_two_halves_at_once_answers_as_one_from_the_start(
+    read: Read, build: bool, more: int
+) -> None:
+    """The compiled codec checks a long buffer in two halves on two threads: whatever the
+    bytes, damaged or not, wherever the read stops, the same answer and the same records as
+    one scan from the start (here every buffer is split, wherever its middle falls)."""
+    data, expected, chain_from, wanted_from, wanted_to = read
+    if not journal._compiled_fits(data, expected, chain_from, wanted_from, wanted_to):
+        return
+    if more and expected == 1 and chain_from == GENESIS_HASH:  # a longer run, and its damage
+        extra, _ = _encode_batch_python(
+            [(1 + i, i, bytes([i % 7]) * (i % 50)) for i in range(more)], GENESIS_HASH
+        )
+        data = extra + data[len(data) // 3 :]
+    stops = wanted_to < _U64_LIMIT
+    answers = []
+    for split_bytes in (1, _U64_LIMIT >> 2):
+        out: list[JournalRecord] | None = [] if build else None
+        answer = compiled.parse_records(
+            data, expected, chain_from, wanted_from, wanted_to if stops else 0, stops, out,
+            JournalRecord, journal._MAX_LENGTH, split_bytes,
+        )  # fmt: skip
+        answers.append((*answer, out))
+    assert answers[0] == answers[1]
+
+
 def picky_decoder(payload: bytes) -> tuple[int, bytes]:
     """Decodes most payloads, refuses some: a decoder as replay hands the reader."""
     if payload[:1] == b"\x00":
@@ -262,4 +290,4 @@ def test_the_compiled_codec_refuses_malformed_batches_instead_of_crashing() -> N
     with pytest.raises(ValueError):
         compiled.encode_batch([(1, 2, b"x")], b"short")
     with pytest.raises(TypeError):
-        compiled.parse_records(None, 1, GENESIS_HASH, 1, 1, True, None, JournalRecord, 100)  # type: ignore[arg-type]
+        compiled.parse_records(None, 1, GENESIS_HASH, 1, 1, True, None, JournalRecord, 100, 1)  # type: ignore[arg-type]
