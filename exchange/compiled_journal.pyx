@@ -326,6 +326,8 @@ cdef void _scan_in_halves(
     cdef _Half second
     if end >= split_bytes:
         middle = _middle(data, end, max_length, &count)
+    if stop_at_wanted_to and wanted_to - expected < count:
+        middle = 0  # the read stops in the first half: the second would be checked for nothing
     if middle == 0:
         _scan(data, end, expected, False, wanted_to, stop_at_wanted_to, max_length, scan)
         return

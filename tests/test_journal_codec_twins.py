@@ -242,9 +242,16 @@ def test_decoding_a_prefix_never_reads_past_its_end() -> None:
             decode_checked(data, len(data) // 2 + 10, 1, bytes)
 
 
-def test_no_record_follows_sequence_2_64_minus_1_in_either_codec() -> None:
-    last, head = _encode_batch_python([(_U64_LIMIT - 1, 5, b"last")], GENESIS_HASH)
+@pytest.mark.parametrize("in_halves", [False, True], ids=["one-scan", "in-halves"])
+def test_no_record_follows_sequence_2_64_minus_1_in_either_codec(
+    in_halves: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nor in a check in two halves whose first ends at 2**64 - 1 (the record is long enough to
+    end at the middle, so the wrapped ones are the second half)."""
+    monkeypatch.setattr(journal, "_SPLIT_CHECK_BYTES", 1 if in_halves else 1 << 20)
+    last, head = _encode_batch_python([(_U64_LIMIT - 1, 5, b"l" * 200)], GENESIS_HASH)
     wrapped, _ = _encode_batch_python([(0, 6, b"wrapped"), (1, 7, b"on")], head)
+    assert len(last) >= len(last + wrapped) // 2  # the middle: just after `last`
     for parse in (_parse_records, _parse_records_python):
         out: list[JournalRecord] = []
         used, expected, _, problem = parse(
@@ -252,6 +259,27 @@ def test_no_record_follows_sequence_2_64_minus_1_in_either_codec() -> None:
         )
         assert (used, expected, problem) == (len(last), _U64_LIMIT, journal._SEQUENCE)
         assert [record.sequence for record in out] == [_U64_LIMIT - 1]
+
+
+@pytest.mark.parametrize("stop_at", [1, 2, 3, 4, 5, 6])
+def test_a_read_that_stops_in_either_half_stops_there(stop_at: int) -> None:
+    """Wherever `wanted_to` falls (in the first half, so the second is not checked at all; at
+    the middle; in the second half), the same answer split or not."""
+    data, _ = _encode_batch_python([(s, s, b"x" * 10) for s in range(1, 7)], GENESIS_HASH)
+    answers = []
+    for split_bytes in (1, len(data) + 1):
+        out: list[JournalRecord] = []
+        answers.append(
+            (
+                compiled.parse_records(
+                    data, 1, GENESIS_HASH, 1, stop_at, True, out, JournalRecord,
+                    journal._MAX_LENGTH, split_bytes,
+                ),
+                [record.sequence for record in out],
+            )
+        )  # fmt: skip
+    assert answers[0] == answers[1]
+    assert answers[0][1] == list(range(1, stop_at + 1))
 
 
 class _Meddling:
