@@ -356,8 +356,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with collecting_seldom():  # every command here runs or replays an exchange, or its ledger
-        result: int = args.run(args)
+    try:
+        with collecting_seldom():  # every command here runs or replays an exchange, or its ledger
+            result: int = args.run(args)
+            sys.stdout.flush()  # here, so that a reader gone away is seen here
+    except BrokenPipeError:
+        # The reader of our output went away (`hogx replay | head -2`): stop quietly, as a Unix
+        # tool does, and keep the interpreter's own flush at exit from failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return result
 
 

@@ -309,12 +309,16 @@ def test_stopping_and_restarting_the_exchange_gives_the_same_digest(
     assert (second.digest, second.market_data) == (session.digest, session.market_data)
 
 
-def hogx(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the installed `hogx` entry point (or its module) in a child process."""
+def hogx_program() -> list[str]:
+    """The installed `hogx` entry point, or its module."""
     entry = Path(sys.executable).with_name("hogx")
-    program = [str(entry)] if entry.exists() else [sys.executable, "-m", "exchange.cli"]
+    return [str(entry)] if entry.exists() else [sys.executable, "-m", "exchange.cli"]
+
+
+def hogx(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `hogx` in a child process."""
     return subprocess.run(
-        [*program, *args], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+        [*hogx_program(), *args], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
     )
 
 
@@ -329,6 +333,24 @@ def test_the_replay_command_prints_the_same_digest(
     assert f"last sequence: {session.last_sequence:,}" in done.stdout.splitlines()
     if options:
         assert "snapshot: sequence" in done.stdout
+
+
+@pytest.mark.timeout(120)
+def test_the_replay_command_stops_quietly_when_its_reader_goes_away(
+    session: DeterminismSession,
+) -> None:
+    """`hogx replay | head -1`: the reader closes the pipe before the digest is printed; hogx
+    exits with 1 and no traceback, as a Unix tool does."""
+    child = subprocess.Popen(
+        [*hogx_program(), "replay", "--data-dir", str(session.data_dir)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    child.stdout.close()  # gone before anything is printed
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 1 and b"Traceback" not in stderr, stderr
 
 
 # ------------------------------------------------------------------------------------------------
